@@ -1,0 +1,68 @@
+# zocket.h - build and test. Everything lands in build/.
+#   make          build tests, examples and benchmarks
+#   make test     check the amalgamation, build, run every test
+#   make run      build and start the example
+#   make fuzz     run every fuzzer for FUZZ_SECONDS (default 60) each
+#   make bench    build and run the benchmarks
+#   make amalgamate   regenerate zocket.h from src/
+
+CC      ?= cc
+CLANG   ?= clang
+PYTHON  ?= python3
+BUILD   := build
+WARN    := -Wall -Wextra -Werror -pedantic -Wundef -Wshadow
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+TESTCFLAGS  := -std=c99 $(WARN) -g -O1 $(SAN) -I.
+BENCHCFLAGS := -std=c99 $(WARN) -O2 -march=native -I.
+FUZZCFLAGS  := -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I.
+FUZZ_SECONDS ?= 60
+
+SRC      := $(wildcard src/*.h src/*.c)
+TESTS    := $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
+FUZZERS  := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+BENCHES  := $(patsubst bench/%.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
+
+.PHONY: all test run fuzz fuzzers bench amalgamate clean
+all: $(TESTS) $(BENCHES) $(EXAMPLES)
+
+zocket.h: $(SRC) tools/amalgamate.py
+	$(PYTHON) tools/amalgamate.py
+
+amalgamate: zocket.h
+
+$(BUILD):
+	mkdir -p $@
+
+$(BUILD)/test_%: tests/test_%.c tests/test.h zocket.h | $(BUILD)
+	$(CC) $(TESTCFLAGS) $< -o $@
+
+$(BUILD)/bench_%: bench/bench_%.c zocket.h | $(BUILD)
+	$(CC) $(BENCHCFLAGS) $< -o $@
+
+$(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c zocket.h | $(BUILD)
+	$(CLANG) $(FUZZCFLAGS) $< -o $@
+
+$(BUILD)/%: examples/%.c zocket.h | $(BUILD)
+	$(CC) -std=c99 $(WARN) -g -O2 -I. $< -o $@
+
+test:
+	@bash tests/run.sh
+
+run: $(BUILD)/demo
+	./$(BUILD)/demo
+
+fuzzers: $(FUZZERS)
+
+fuzz: fuzzers
+	@set -e; for f in $(FUZZERS); do \
+	  name=$${f#$(BUILD)/fuzz_}; mkdir -p $(BUILD)/corpus/$$name; \
+	  echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/corpus/$$name tests/fuzz/corpus/$$name; \
+	done
+
+bench: $(BENCHES)
+	@for b in $(BENCHES); do ./$$b; done
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Runs every test of zocket.h and ends with "N passed, N failed[, N skipped]".
+# Under CI=true nothing may be skipped: a missing dependency is a failure.
+# FUZZ_SMOKE_RUNS sets how many inputs each fuzzer tries (default 20000).
+set -u
+cd "$(dirname "$0")/.."
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+BUILD=build
+mkdir -p "$BUILD"
+passed=0 failed=0 skipped=0
+log="$BUILD/test.log"
+: > "$log"
+
+pass() { passed=$((passed + ${2:-1})); printf 'ok    %s\n' "$1"; }
+fail() { failed=$((failed + ${2:-1})); printf 'FAIL  %s\n' "$1"; }
+skip() {
+    if [ "${CI:-}" = true ]; then fail "$1 (missing dependency under CI: $2)"
+    else skipped=$((skipped + 1)); printf 'SKIP  %s: %s\n' "$1" "$2"; fi
+}
+# step NAME CMD...: one counted test that passes when CMD exits 0.
+step() {
+    local name=$1; shift
+    if out=$("$@" 2>&1); then pass "$name"; else fail "$name"; printf '%s\n' "$out" | tail -30; fi
+    printf '== %s\n%s\n' "$name" "$out" >> "$log"
+}
+
+# 1. The shipped header matches its parts (before anything regenerates it).
+step "amalgamation is up to date" python3 tools/amalgamate.py --check
+
+# 2. Dependencies beyond gcc.
+deps_clang=1; deps_fuzz=1
+tools/deps.sh clang 2>>"$log" || deps_clang=0
+tools/deps.sh libfuzzer 2>>"$log" || deps_fuzz=0
+
+# 3. Compile checks: the header alone, as C99 and as C++, gcc and clang.
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+printf '#define ZOCKET_IMPLEMENTATION\n#include "zocket.h"\nint main(void) { return zk_strerror(ZK_OK) == 0; }\n' > "$tmp/impl.c"
+cp "$tmp/impl.c" "$tmp/impl.cpp"
+printf '#include "zocket.h"\nint main(void) { return 0; }\n' > "$tmp/decl.c"
+W="-Wall -Wextra -Werror -pedantic -Wundef -Wshadow"
+compile_set() { # compiler family: gcc | clang
+    local cc=$1 cxx=$2
+    step "$cc: header as C99"        $cc  -std=c99 $W -I. -c "$tmp/impl.c" -o "$tmp/$cc-c.o"
+    step "$cc: declarations only"    $cc  -std=c99 $W -I. -c "$tmp/decl.c" -o "$tmp/$cc-d.o"
+    step "$cxx: header as C++98"     $cxx -std=c++98 -Wno-long-long $W -I. -c "$tmp/impl.cpp" -o "$tmp/$cc-cpp98.o"
+    step "$cxx: header as C++17"     $cxx -std=c++17 $W -I. -c "$tmp/impl.cpp" -o "$tmp/$cc-cpp.o"
+    step "$cc: two files with ZK_STATIC" \
+        $cc -std=c99 $W -I. tests/static_a.c tests/static_b.c -o "$tmp/$cc-static"
+    step "$cc: two files with ZK_STATIC run" "$tmp/$cc-static"
+}
+compile_set gcc g++
+if [ $deps_clang = 1 ]; then compile_set clang clang++; else skip "clang compile checks" "clang not installed"; fi
+symbols() {
+    local bad
+    bad=$(nm -g --defined-only "$tmp/gcc-c.o" | awk '{print $3}' | grep -v '^zk_' | grep -v '^main$')
+    [ -z "$bad" ] || { echo "exported without the zk_ prefix: $bad"; return 1; }
+    bad=$(nm -g --defined-only "$tmp/gcc-cpp.o" | awk '{print $3}' | grep -v '^zk_' | grep -v '^main$')
+    [ -z "$bad" ] || { echo "C++: exported without the zk_ prefix: $bad"; return 1; }
+}
+step "only zk_ symbols are exported" symbols
+
+# 4. Build the unit tests (ASan + UBSan), examples and benchmarks.
+if ! make -s all >"$BUILD/make.log" 2>&1; then
+    fail "build"; tail -40 "$BUILD/make.log"
+fi
+
+# 5. Unit tests: each binary reports its own "N passed, N failed".
+for t in tests/test_*.c; do
+    [ -e "$t" ] || continue
+    name=$(basename "$t" .c)
+    bin=$BUILD/$name
+    if [ ! -x "$bin" ]; then fail "$name (not built)"; continue; fi
+    out=$("$bin" 2>&1); rc=$?
+    printf '== %s\n%s\n' "$name" "$out" >> "$log"
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+    if [ -z "$line" ]; then
+        fail "$name (crashed, exit $rc)"; printf '%s\n' "$out" | tail -30; continue
+    fi
+    p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
+    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" = 0 ]; then printf 'ok    %s (%s tests)\n' "$name" "$p"
+    else printf 'FAIL  %s\n' "$name"; printf '%s\n' "$out" | grep -v '^ok ' | tail -40; fi
+done
+
+# 6. Fuzzers, briefly: each must survive its seed corpus and fresh inputs.
+if [ $deps_fuzz = 1 ]; then
+    for f in tests/fuzz/fuzz_*.c; do
+        [ -e "$f" ] || continue
+        name=$(basename "$f" .c); short=${name#fuzz_}
+        if ! make -s "$BUILD/$name" >>"$BUILD/make.log" 2>&1; then fail "$name (build)"; continue; fi
+        mkdir -p "$BUILD/corpus/$short"
+        step "$name: ${FUZZ_SMOKE_RUNS:-20000} runs" "$BUILD/$name" -runs="${FUZZ_SMOKE_RUNS:-20000}" \
+            -seed=1 "$BUILD/corpus/$short" "tests/fuzz/corpus/$short"
+    done
+else
+    skip "fuzzers" "libFuzzer not available (clang with libclang-rt)"
+fi
+
+if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
+else echo "$passed passed, $failed failed"; fi
+[ $failed -eq 0 ]
