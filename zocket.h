@@ -370,7 +370,7 @@ typedef struct zk_ws {
     uint32_t utf8_in;         /* UTF-8 validator state, incoming text */
     uint32_t utf8_out;        /* UTF-8 validator state, outgoing text */
     unsigned char mask[4];    /* current incoming frame's masking key */
-    unsigned char role, state, flags, frame_op, msg_op, send_op, mask_off;
+    unsigned char role, state, flags, msg_op, send_op, mask_off;
 } zk_ws;
 
 /* Sets up ws; opts may be NULL (server, defaults). Allocates nothing. */
@@ -729,8 +729,13 @@ ZK__PRIVATE size_t zk__http_max_headers(const zk_http_limits *limits) {
 }
 
 ZK__PRIVATE size_t zk__http_max_bytes(const zk_http_limits *limits) {
-    return limits && limits->max_bytes ? limits->max_bytes : ZK_HTTP_MAX_HEADER_BYTES;
+    size_t n = limits && limits->max_bytes ? limits->max_bytes : ZK_HTTP_MAX_HEADER_BYTES;
+    return n > 0x7FFFFFFF ? 0x7FFFFFFF : n; /* the size of a head is returned as an int */
 }
+
+/* Longer methods are refused before the request line is complete, so a peer
+   trickling bytes cannot make each call rescan a long first word. */
+#define ZK__HTTP_MAX_METHOD 32
 
 /* Finds the end of a head (just past CRLF CRLF) at or after prev_len - 3.
    Returns 0 when it is not there yet. */
@@ -803,7 +808,8 @@ ZK__PRIVATE int zk__request_line(const char *p, const char *end, zk_http_request
     const char *s = p, *q;
     int version;
     while (p < end && zk__is_tchar((unsigned char)*p)) p++;
-    if (p == s || p >= end || *p != ' ') return zk__request_fail(req, ZK_EHTTP, 400, "malformed method");
+    if (p == s || p >= end || *p != ' ' || p - s > ZK__HTTP_MAX_METHOD)
+        return zk__request_fail(req, ZK_EHTTP, 400, "malformed method");
     req->method.ptr = s;
     req->method.len = (size_t)(p - s);
     s = ++p;
@@ -856,7 +862,7 @@ ZK_API int zk_http_parse_request(const char *buf, size_t len, size_t prev_len,
            that are not a method (a TLS hello, binary noise) or a first line
            that is already complete and wrong. */
         for (i = 0; i < len && buf[i] != ' '; i++) {
-            if (!zk__is_tchar((unsigned char)buf[i]))
+            if (!zk__is_tchar((unsigned char)buf[i]) || i == ZK__HTTP_MAX_METHOD)
                 return zk__request_fail(req, ZK_EHTTP, 400, "malformed method");
         }
         line_end = (const char *)memchr(buf, '\n', len);

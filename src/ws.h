@@ -86,7 +86,7 @@ typedef struct zk_ws {
     uint32_t utf8_in;         /* UTF-8 validator state, incoming text */
     uint32_t utf8_out;        /* UTF-8 validator state, outgoing text */
     unsigned char mask[4];    /* current incoming frame's masking key */
-    unsigned char role, state, flags, frame_op, msg_op, send_op, mask_off;
+    unsigned char role, state, flags, msg_op, send_op, mask_off;
 } zk_ws;
 
 /* Sets up ws; opts may be NULL (server, defaults). Allocates nothing. */
