@@ -67,6 +67,34 @@ ZK_API void zk_ws_mask(void *data, size_t len, const unsigned char mask[4], size
     for (i = 0; i < len; i++) p[i] ^= k[i];
 }
 
+/* dst = src XOR mask, in one pass: the reassembly path copies and unmasks. */
+ZK__PRIVATE void zk__ws_mask_copy(unsigned char *dst, const unsigned char *src, size_t len,
+                                  const unsigned char mask[4], size_t offset) {
+    unsigned char k[16];
+    uint64_t k8;
+    size_t i;
+    for (i = 0; i < 16; i++) k[i] = mask[(offset + i) & 3];
+#if ZK__SSE2
+    if (len >= 32) {
+        __m128i km = _mm_loadu_si128((const __m128i *)(const void *)k);
+        for (; len >= 32; src += 32, dst += 32, len -= 32) {
+            __m128i a = _mm_loadu_si128((const __m128i *)(const void *)src);
+            __m128i b = _mm_loadu_si128((const __m128i *)(const void *)(src + 16));
+            _mm_storeu_si128((__m128i *)(void *)dst, _mm_xor_si128(a, km));
+            _mm_storeu_si128((__m128i *)(void *)(dst + 16), _mm_xor_si128(b, km));
+        }
+    }
+#endif
+    memcpy(&k8, k, 8);
+    for (; len >= 8; src += 8, dst += 8, len -= 8) {
+        uint64_t v;
+        memcpy(&v, src, 8);
+        v ^= k8;
+        memcpy(dst, &v, 8);
+    }
+    for (i = 0; i < len; i++) dst[i] = (unsigned char)(src[i] ^ k[i]);
+}
+
 ZK_API size_t zk_ws_frame_header(unsigned char out[14], int opcode, int fin, uint64_t len,
                                  const unsigned char *mask) {
     size_t n = 2;
@@ -106,8 +134,7 @@ ZK__PRIVATE size_t zk__ws_frame(zk_ws *ws, unsigned char *out, int opcode, int f
         unsigned char mask[4];
         memcpy(mask, &key, 4);
         n = zk_ws_frame_header(out, opcode, fin, len, mask);
-        if (len) memcpy(out + n, payload, len);
-        zk_ws_mask(out + n, len, mask, 0);
+        zk__ws_mask_copy(out + n, (const unsigned char *)payload, len, mask, 0);
     } else {
         n = zk_ws_frame_header(out, opcode, fin, len, NULL);
         if (len) memcpy(out + n, payload, len);
@@ -180,6 +207,12 @@ ZK_API int zk_ws_close(zk_ws *ws, void *out, size_t cap, int code,
     return (int)zk__ws_close_frame(ws, (unsigned char *)out, code, reason, reason_len);
 }
 
+/* Nothing is read after a close: a half-received message is dropped now. */
+ZK__PRIVATE void zk__ws_closed(zk_ws *ws) {
+    ws->state = ZK_WS_CLOSED;
+    zk_ws_free(ws);
+}
+
 /* The peer broke the protocol: answer with a close (unless one was sent
    already), stop, and swallow what is left. */
 ZK__PRIVATE size_t zk__ws_fail(zk_ws *ws, zk_ws_event *ev, int code, const char *error, size_t len) {
@@ -188,8 +221,7 @@ ZK__PRIVATE size_t zk__ws_fail(zk_ws *ws, zk_ws_event *ev, int code, const char 
     ev->error = error;
     if (ws->state == ZK_WS_OPEN)
         ev->reply_len = zk__ws_close_frame(ws, ev->reply, code, error, strlen(error));
-    ws->state = ZK_WS_CLOSED;
-    ws->flags &= (unsigned char)~(ZK__WS_IN_FRAME | ZK__WS_IN_MESSAGE);
+    zk__ws_closed(ws);
     return len;
 }
 
@@ -230,8 +262,7 @@ ZK__PRIVATE void zk__ws_control(zk_ws *ws, zk_ws_event *ev, int opcode, const ch
     if (ws->state == ZK_WS_OPEN)
         ev->reply_len = zk__ws_close_frame(ws, ev->reply, ev->code == ZK_CLOSE_NO_STATUS ? 0 : ev->code,
                                            NULL, 0);
-    ws->state = ZK_WS_CLOSED;
-    ws->flags &= (unsigned char)~(ZK__WS_IN_FRAME | ZK__WS_IN_MESSAGE);
+    zk__ws_closed(ws);
 }
 
 /* Makes room for n more bytes of the message being reassembled, growing
@@ -350,8 +381,8 @@ ZK_API size_t zk_ws_feed(zk_ws *ws, void *in, size_t len, zk_ws_event *ev) {
         if (zk__ws_reserve(ws, n) < 0)
             return used + zk__ws_fail(ws, ev, ZK_CLOSE_TOO_BIG, "out of memory for the message", len);
         dst = ws->msg + ws->msg_len;
-        memcpy(dst, p, n);
-        if (ws->role == ZK_WS_SERVER) zk_ws_mask(dst, n, ws->mask, ws->mask_off);
+        if (ws->role == ZK_WS_SERVER) zk__ws_mask_copy(dst, p, n, ws->mask, ws->mask_off);
+        else memcpy(dst, p, n);
         ws->mask_off = (unsigned char)((ws->mask_off + n) & 3);
         if (ws->msg_op == ZK_WS_TEXT) {
             ws->utf8_in = zk__utf8_run(ws->utf8_in, dst, n);
