@@ -19,11 +19,12 @@ FUZZ_SECONDS ?= 60
 
 SRC      := $(wildcard src/*.h src/*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
+CLANG_TESTS := $(patsubst tests/%.c,$(BUILD)/clang/%,$(wildcard tests/test_*.c))
 FUZZERS  := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 
-.PHONY: all test run fuzz fuzzers bench amalgamate clean
+.PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests
 all: $(TESTS) $(BENCHES) $(EXAMPLES)
 
 zocket.h: $(SRC) tools/amalgamate.py
@@ -36,6 +37,13 @@ $(BUILD):
 
 $(BUILD)/test_%: tests/test_%.c tests/test.h zocket.h | $(BUILD)
 	$(CC) $(TESTCFLAGS) $< -o $@
+
+# the same tests built by clang: its UBSan sees what gcc's does not
+$(BUILD)/clang/test_%: tests/test_%.c tests/test.h zocket.h
+	@mkdir -p $(BUILD)/clang
+	$(CLANG) $(TESTCFLAGS) $< -o $@
+
+clang-tests: $(CLANG_TESTS)
 
 $(BUILD)/bench_%: bench/bench_%.c zocket.h | $(BUILD)
 	$(CC) $(BENCHCFLAGS) $< -o $@

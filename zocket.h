@@ -74,6 +74,13 @@
 #ifndef ZOCKET_H
 #define ZOCKET_H
 
+/* The implementation needs POSIX and BSD socket declarations that a strict
+   -std=c99 hides; this works when zocket.h comes before other headers. */
+#if defined(ZOCKET_IMPLEMENTATION) && !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE) && \
+    !defined(_XOPEN_SOURCE) && !defined(_DEFAULT_SOURCE) && !defined(_BSD_SOURCE)
+#define _GNU_SOURCE 1
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -122,7 +129,11 @@ ZK_API int zk_str_eq_nocase(zk_str a, const char *b);
     X(ZK_EHANDSHAKE, -8, "WebSocket handshake refused")                      \
     X(ZK_EPROTO, -9, "WebSocket protocol error")                             \
     X(ZK_ECLOSED, -10, "WebSocket closing or closed")                        \
-    X(ZK_ENOTFOUND, -11, "not found")
+    X(ZK_ENOTFOUND, -11, "not found")                                        \
+    X(ZK_EBACKPRESSURE, -12, "write queue full: message not queued")         \
+    X(ZK_EADDRINUSE, -13, "address already in use")                          \
+    X(ZK_EIO, -14, "I/O error")                                              \
+    X(ZK_ETIMEDOUT, -15, "timed out")
 
 typedef enum zk_err {
 #define ZK__ERR_ENUM(name, value, text) name = value,
@@ -159,7 +170,8 @@ typedef struct zk_http_limits {
 typedef struct zk_http_request {
     zk_str method;       /* "GET" */
     zk_str target;       /* as sent: "/chat?room=1" (or absolute-form) */
-    zk_str path;         /* "/chat", still percent-encoded */
+    zk_str path;         /* "/chat", still percent-encoded ("/" for an
+                            absolute-form target without a path) */
     zk_str query;        /* "room=1", without '?'; empty when there is none */
     int version;         /* 10 for HTTP/1.0, 11 for HTTP/1.1 */
     size_t header_count;
@@ -217,9 +229,10 @@ ZK_API int zk_query_get(zk_str query, const char *name, char *out, size_t cap);
 /* The reason phrase for a status ("Not Found"), "Unknown" if not known. */
 ZK_API const char *zk_http_status_text(int status);
 
-/* Writes a complete response: status line, Content-Length, Connection:
-   close, your headers, the body. Returns the bytes written or ZK_ENOSPACE;
-   ZK_EINVAL if a header holds CR, LF or NUL or its name is not a token. */
+/* Writes a complete response: status line, Content-Length (not for 1xx and
+   204, which take no body), Connection: close, your headers, the body.
+   Returns the bytes written or ZK_ENOSPACE; ZK_EINVAL if a header holds CR,
+   LF or NUL or its name is not a token, or a 1xx/204 has a body. */
 ZK_API int zk_http_write_response(char *out, size_t cap, int status,
                                   const zk_http_header *headers, size_t header_count,
                                   const void *body, size_t body_len);
@@ -240,7 +253,8 @@ typedef struct zk_ws_upgrade {
 
 /* Validates a parsed request as a WebSocket upgrade (RFC 6455 4.2.1) and
    chooses a subprotocol: the first of yours, in your order, that the client
-   offered (none chosen is not an error: the client decides). Returns ZK_OK,
+   offered, compared exactly (none chosen is not an error: the client
+   decides). The method must be GET (405), one Host (400). Returns ZK_OK,
    ZK_ENOTWS when the request asks for no WebSocket upgrade (answer it as
    plain HTTP), or ZK_EHANDSHAKE (answer with zk_ws_upgrade_refuse).
    Origin is not checked here; an allow-list is the server's. */
@@ -320,7 +334,8 @@ enum { ZK_WS_SERVER = 0, ZK_WS_CLIENT = 1 };
 /* Connection states, as zk_ws_state() reports them. */
 enum {
     ZK_WS_OPEN = 0,       /* messages flow both ways */
-    ZK_WS_CLOSE_SENT = 1, /* we sent close; the peer's data still arrives */
+    ZK_WS_CLOSE_SENT = 1, /* we sent close; the peer's data still arrives
+                             and its pings are still answered */
     ZK_WS_CLOSED = 2      /* closes exchanged, or the peer failed: drop TCP */
 };
 
@@ -753,6 +768,20 @@ ZK__PRIVATE size_t zk__http_head_end(const char *buf, size_t len, size_t prev_le
     return 0;
 }
 
+/* Whether the bytes that arrived since prev_len hold an LF without a CR
+   before it: such a head can never complete (we require CRLF). */
+ZK__PRIVATE int zk__http_bare_lf(const char *buf, size_t len, size_t prev_len) {
+    size_t i = prev_len;
+    while (i < len) {
+        const char *lf = (const char *)memchr(buf + i, '\n', len - i);
+        if (!lf) return 0;
+        i = (size_t)(lf - buf);
+        if (i == 0 || buf[i - 1] != '\r') return 1;
+        i++;
+    }
+    return 0;
+}
+
 /* Parses header lines from p up to the blank line that ends at end.
    Returns 0, ZK_EHTTP or ZK_ETOOBIG, with *error set on failure. */
 ZK__PRIVATE int zk__http_headers(const char *p, const char *end, zk_http_header *headers,
@@ -839,6 +868,7 @@ ZK__PRIVATE int zk__request_line(const char *p, const char *end, zk_http_request
     while (q < end && *q != '?') q++;
     req->path.ptr = s;
     req->path.len = (size_t)(q - s);
+    if (req->path.len == 0) req->path = zk_str_c("/"); /* "http://host?x" asks for "/" */
     req->query.ptr = q < end ? q + 1 : end;
     req->query.len = q < end ? (size_t)(end - q - 1) : 0;
     return 0;
@@ -865,6 +895,8 @@ ZK_API int zk_http_parse_request(const char *buf, size_t len, size_t prev_len,
             if (!zk__is_tchar((unsigned char)buf[i]) || i == ZK__HTTP_MAX_METHOD)
                 return zk__request_fail(req, ZK_EHTTP, 400, "malformed method");
         }
+        if (zk__http_bare_lf(buf, len, prev_len))
+            return zk__request_fail(req, ZK_EHTTP, 400, "line not ended by CRLF");
         line_end = (const char *)memchr(buf, '\n', len);
         if (line_end && (size_t)(line_end - buf) + 1 > prev_len) {
             if (line_end == buf || line_end[-1] != '\r')
@@ -901,8 +933,12 @@ ZK_API int zk_http_parse_response(const char *buf, size_t len, size_t prev_len,
     res->error = NULL;
     end = zk__http_head_end(buf, len, prev_len);
     if (end == 0) {
-        if (len >= 5 && memcmp(buf, "HTTP/", 5) != 0) {
+        if (memcmp(buf, "HTTP/", ZK__MIN(len, (size_t)5)) != 0) {
             res->error = "not an HTTP response";
+            return ZK_EHTTP;
+        }
+        if (zk__http_bare_lf(buf, len, prev_len)) {
+            res->error = "line not ended by CRLF";
             return ZK_EHTTP;
         }
         if (len >= max_bytes) { res->error = "response head too large"; return ZK_ETOOBIG; }
@@ -940,9 +976,13 @@ ZK_API zk_str zk_http_header_get(const zk_http_header *headers, size_t count, co
     return none;
 }
 
-ZK_API int zk_http_list_has(zk_str list, const char *token) {
-    const char *p = list.ptr, *end = list.ptr + list.len;
+/* Whether a comma-separated list holds token; case_sensitive for
+   subprotocol names (RFC 6455 11.3.4 tokens compare exactly). */
+ZK__PRIVATE int zk__list_has(zk_str list, const char *token, int case_sensitive) {
+    const char *p = list.ptr, *end;
+    size_t token_len = strlen(token);
     if (!p) return 0;
+    end = p + list.len;
     while (p < end) {
         const char *s, *e;
         zk_str item;
@@ -953,10 +993,14 @@ ZK_API int zk_http_list_has(zk_str list, const char *token) {
         while (e > s && (e[-1] == ' ' || e[-1] == '\t')) e--;
         item.ptr = s;
         item.len = (size_t)(e - s);
-        if (item.len && zk_str_eq_nocase(item, token)) return 1;
+        if (item.len && (case_sensitive ? item.len == token_len && memcmp(item.ptr, token, token_len) == 0
+                                        : zk_str_eq_nocase(item, token)))
+            return 1;
     }
     return 0;
 }
+
+ZK_API int zk_http_list_has(zk_str list, const char *token) { return zk__list_has(list, token, 0); }
 
 ZK__PRIVATE int zk__hex(unsigned char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -986,24 +1030,44 @@ ZK_API int zk_url_decode(zk_str in, char *out, size_t cap, int plus_is_space) {
     return (int)o;
 }
 
+/* Whether the raw (still encoded) query key equals name once decoded. */
+ZK__PRIVATE int zk__query_key_is(zk_str key, const char *name) {
+    size_t i = 0;
+    for (; *name; name++) {
+        int c;
+        if (i >= key.len) return 0;
+        c = (unsigned char)key.ptr[i];
+        if (c == '%') {
+            int hi, lo;
+            if (i + 2 >= key.len) return 0;
+            hi = zk__hex((unsigned char)key.ptr[i + 1]);
+            lo = zk__hex((unsigned char)key.ptr[i + 2]);
+            if (hi < 0 || lo < 0) return 0;
+            c = hi << 4 | lo;
+            i += 3;
+        } else {
+            if (c == '+') c = ' ';
+            i++;
+        }
+        if (c != (unsigned char)*name) return 0;
+    }
+    return i == key.len;
+}
+
 ZK_API int zk_query_get(zk_str query, const char *name, char *out, size_t cap) {
-    const char *p = query.ptr, *end = query.ptr + query.len;
-    size_t name_len = strlen(name);
+    const char *p = query.ptr, *end;
     if (!p) return ZK_ENOTFOUND;
+    end = p + query.len;
     while (p < end) {
         const char *s = p, *eq, *amp;
         zk_str key, value;
-        char decoded[256];
-        int n;
         while (p < end && *p != '&') p++;
         amp = p;
         if (p < end) p++;
         for (eq = s; eq < amp && *eq != '='; eq++) {}
         key.ptr = s;
         key.len = (size_t)(eq - s);
-        if (key.len == 0) continue;
-        n = zk_url_decode(key, decoded, sizeof decoded, 1);
-        if (n < 0 || (size_t)n != name_len || memcmp(decoded, name, name_len) != 0) continue;
+        if (key.len == 0 || !zk__query_key_is(key, name)) continue;
         value.ptr = eq < amp ? eq + 1 : amp;
         value.len = (size_t)(amp - value.ptr);
         return zk_url_decode(value, out, cap, 1);
@@ -1121,9 +1185,14 @@ ZK_API int zk_http_write_response(char *out, size_t cap, int status,
     o.cap = cap;
     if (status < 100 || status > 999) return ZK_EINVAL;
     zk__out_status(&o, status);
-    zk__out_str(&o, "Content-Length: ");
-    zk__out_uint(&o, body_len);
-    zk__out_str(&o, "\r\nConnection: close\r\n");
+    if (status < 200 || status == 204) {
+        if (body_len) return ZK_EINVAL; /* RFC 9110 6.4.1: no content, no Content-Length */
+    } else {
+        zk__out_str(&o, "Content-Length: ");
+        zk__out_uint(&o, body_len);
+        zk__out_bytes(&o, "\r\n", 2);
+    }
+    zk__out_str(&o, "Connection: close\r\n");
     zk__out_headers(&o, headers, header_count);
     zk__out_bytes(&o, "\r\n", 2);
     zk__out_bytes(&o, body, body_len);
@@ -1159,18 +1228,21 @@ ZK_API int zk_ws_upgrade_check(const zk_http_request *req,
     zk_str version;
     memset(up, 0, sizeof *up);
     if (!zk_http_list_has(zk_http_header_get(h, n, "Upgrade"), "websocket")) return ZK_ENOTWS;
-    if (!zk_str_eq_nocase(req->method, "GET")) return zk__upgrade_fail(up, 405, "WebSocket upgrade needs GET");
+    if (req->method.len != 3 || memcmp(req->method.ptr, "GET", 3) != 0)
+        return zk__upgrade_fail(up, 405, "WebSocket upgrade needs GET");
     if (req->version < 11) return zk__upgrade_fail(up, 400, "WebSocket upgrade needs HTTP/1.1");
     if (!zk_http_list_has(zk_http_header_get(h, n, "Connection"), "upgrade"))
         return zk__upgrade_fail(up, 400, "Connection header lacks Upgrade");
-    up->host = zk_http_header_get(h, n, "Host");
-    if (!up->host.ptr || up->host.len == 0) return zk__upgrade_fail(up, 400, "missing Host header");
     for (i = 0; i < n; i++) {
         if (zk_str_eq_nocase(h[i].name, "Sec-WebSocket-Key")) {
             up->key = h[i].value;
             keys++;
+        } else if (zk_str_eq_nocase(h[i].name, "Host")) {
+            if (up->host.ptr) return zk__upgrade_fail(up, 400, "more than one Host header");
+            up->host = h[i].value;
         }
     }
+    if (!up->host.ptr || up->host.len == 0) return zk__upgrade_fail(up, 400, "missing Host header");
     if (keys != 1) return zk__upgrade_fail(up, 400, keys ? "more than one Sec-WebSocket-Key" : "missing Sec-WebSocket-Key");
     if (up->key.len != 24 || zk__b64_decode(up->key.ptr, 24, nonce, sizeof nonce) != 16)
         return zk__upgrade_fail(up, 400, "Sec-WebSocket-Key is not base64 of 16 bytes");
@@ -1182,7 +1254,7 @@ ZK_API int zk_ws_upgrade_check(const zk_http_request *req,
     for (j = 0; j < protocol_count && !up->protocol; j++) {
         for (i = 0; i < n && !up->protocol; i++) {
             if (zk_str_eq_nocase(h[i].name, "Sec-WebSocket-Protocol") &&
-                zk_http_list_has(h[i].value, protocols[j]))
+                zk__list_has(h[i].value, protocols[j], 1))
                 up->protocol = protocols[j];
         }
     }
@@ -1238,7 +1310,9 @@ ZK_API int zk_ws_client_request(char *out, size_t cap, const zk_ws_client_handsh
     size_t i;
     o.p = out;
     o.cap = cap;
-    if (host.len == 0 || path.ptr[0] != '/' || memchr(host.ptr, ' ', host.len)) return ZK_EINVAL;
+    if (host.len == 0 || path.ptr[0] != '/') return ZK_EINVAL;
+    for (i = 0; i < host.len; i++)
+        if ((unsigned char)host.ptr[i] <= 0x20 || host.ptr[i] == 0x7F) return ZK_EINVAL;
     for (i = 0; i < path.len; i++)
         if ((unsigned char)path.ptr[i] <= 0x20 || path.ptr[i] == 0x7F) return ZK_EINVAL;
     zk__b64_encode(hs->key, 16, key);
@@ -1294,8 +1368,8 @@ ZK_API int zk_ws_client_verify(const zk_http_response *res, const zk_ws_client_h
     if (chosen.ptr) {
         int offered = 0;
         for (i = 0; i < hs->protocol_count && !offered; i++)
-            offered = zk_str_eq_nocase(chosen, hs->protocols[i]) &&
-                      strlen(hs->protocols[i]) == chosen.len;
+            offered = strlen(hs->protocols[i]) == chosen.len &&
+                      memcmp(hs->protocols[i], chosen.ptr, chosen.len) == 0;
         if (!offered) return zk__verify_fail(error, "server chose a subprotocol that was not offered");
         if (protocol) *protocol = chosen;
     }
@@ -1534,7 +1608,9 @@ ZK__PRIVATE void zk__ws_control(zk_ws *ws, zk_ws_event *ev, int opcode, const ch
     ev->data.len = n;
     if (opcode == ZK_WS_PING) {
         ev->type = ZK_WS_EV_PING;
-        if (ws->state == ZK_WS_OPEN) ev->reply_len = zk__ws_frame(ws, ev->reply, ZK_WS_PONG, 1, p, n);
+        /* RFC 6455 5.5.2: answered unless a close was received (we only get
+           here before that), so also after we sent ours */
+        ev->reply_len = zk__ws_frame(ws, ev->reply, ZK_WS_PONG, 1, p, n);
         return;
     }
     if (opcode == ZK_WS_PONG) {

@@ -29,7 +29,11 @@ ZK_API int zk_str_eq_nocase(zk_str a, const char *b);
     X(ZK_EHANDSHAKE, -8, "WebSocket handshake refused")                      \
     X(ZK_EPROTO, -9, "WebSocket protocol error")                             \
     X(ZK_ECLOSED, -10, "WebSocket closing or closed")                        \
-    X(ZK_ENOTFOUND, -11, "not found")
+    X(ZK_ENOTFOUND, -11, "not found")                                        \
+    X(ZK_EBACKPRESSURE, -12, "write queue full: message not queued")         \
+    X(ZK_EADDRINUSE, -13, "address already in use")                          \
+    X(ZK_EIO, -14, "I/O error")                                              \
+    X(ZK_ETIMEDOUT, -15, "timed out")
 
 typedef enum zk_err {
 #define ZK__ERR_ENUM(name, value, text) name = value,

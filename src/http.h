@@ -23,7 +23,8 @@ typedef struct zk_http_limits {
 typedef struct zk_http_request {
     zk_str method;       /* "GET" */
     zk_str target;       /* as sent: "/chat?room=1" (or absolute-form) */
-    zk_str path;         /* "/chat", still percent-encoded */
+    zk_str path;         /* "/chat", still percent-encoded ("/" for an
+                            absolute-form target without a path) */
     zk_str query;        /* "room=1", without '?'; empty when there is none */
     int version;         /* 10 for HTTP/1.0, 11 for HTTP/1.1 */
     size_t header_count;
@@ -81,9 +82,10 @@ ZK_API int zk_query_get(zk_str query, const char *name, char *out, size_t cap);
 /* The reason phrase for a status ("Not Found"), "Unknown" if not known. */
 ZK_API const char *zk_http_status_text(int status);
 
-/* Writes a complete response: status line, Content-Length, Connection:
-   close, your headers, the body. Returns the bytes written or ZK_ENOSPACE;
-   ZK_EINVAL if a header holds CR, LF or NUL or its name is not a token. */
+/* Writes a complete response: status line, Content-Length (not for 1xx and
+   204, which take no body), Connection: close, your headers, the body.
+   Returns the bytes written or ZK_ENOSPACE; ZK_EINVAL if a header holds CR,
+   LF or NUL or its name is not a token, or a 1xx/204 has a body. */
 ZK_API int zk_http_write_response(char *out, size_t cap, int status,
                                   const zk_http_header *headers, size_t header_count,
                                   const void *body, size_t body_len);
@@ -104,7 +106,8 @@ typedef struct zk_ws_upgrade {
 
 /* Validates a parsed request as a WebSocket upgrade (RFC 6455 4.2.1) and
    chooses a subprotocol: the first of yours, in your order, that the client
-   offered (none chosen is not an error: the client decides). Returns ZK_OK,
+   offered, compared exactly (none chosen is not an error: the client
+   decides). The method must be GET (405), one Host (400). Returns ZK_OK,
    ZK_ENOTWS when the request asks for no WebSocket upgrade (answer it as
    plain HTTP), or ZK_EHANDSHAKE (answer with zk_ws_upgrade_refuse).
    Origin is not checked here; an allow-list is the server's. */

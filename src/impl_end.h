@@ -1,3 +1,4 @@
+#include "ws.c"
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */
 

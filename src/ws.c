@@ -231,7 +231,9 @@ ZK__PRIVATE void zk__ws_control(zk_ws *ws, zk_ws_event *ev, int opcode, const ch
     ev->data.len = n;
     if (opcode == ZK_WS_PING) {
         ev->type = ZK_WS_EV_PING;
-        if (ws->state == ZK_WS_OPEN) ev->reply_len = zk__ws_frame(ws, ev->reply, ZK_WS_PONG, 1, p, n);
+        /* RFC 6455 5.5.2: answered unless a close was received (we only get
+           here before that), so also after we sent ours */
+        ev->reply_len = zk__ws_frame(ws, ev->reply, ZK_WS_PONG, 1, p, n);
         return;
     }
     if (opcode == ZK_WS_PONG) {

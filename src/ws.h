@@ -36,7 +36,8 @@ enum { ZK_WS_SERVER = 0, ZK_WS_CLIENT = 1 };
 /* Connection states, as zk_ws_state() reports them. */
 enum {
     ZK_WS_OPEN = 0,       /* messages flow both ways */
-    ZK_WS_CLOSE_SENT = 1, /* we sent close; the peer's data still arrives */
+    ZK_WS_CLOSE_SENT = 1, /* we sent close; the peer's data still arrives
+                             and its pings are still answered */
     ZK_WS_CLOSED = 2      /* closes exchanged, or the peer failed: drop TCP */
 };
 

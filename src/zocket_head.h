@@ -75,6 +75,13 @@
 #ifndef ZOCKET_H
 #define ZOCKET_H
 
+/* The implementation needs POSIX and BSD socket declarations that a strict
+   -std=c99 hides; this works when zocket.h comes before other headers. */
+#if defined(ZOCKET_IMPLEMENTATION) && !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE) && \
+    !defined(_XOPEN_SOURCE) && !defined(_DEFAULT_SOURCE) && !defined(_BSD_SOURCE)
+#define _GNU_SOURCE 1
+#endif
+
 #include <stddef.h>
 #include <stdint.h>
 

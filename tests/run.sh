@@ -65,11 +65,20 @@ if ! make -s all >"$BUILD/make.log" 2>&1; then
     fail "build"; tail -40 "$BUILD/make.log"
 fi
 
-# 5. Unit tests: each binary reports its own "N passed, N failed".
+if [ $deps_clang = 1 ] && ! make -s clang-tests >>"$BUILD/make.log" 2>&1; then
+    fail "build (clang)"; tail -40 "$BUILD/make.log"
+fi
+
+# 5. Unit tests: each binary reports its own "N passed, N failed". They run
+#    twice: built by gcc and by clang, each with ASan and UBSan.
+variants="$BUILD"
+[ $deps_clang = 1 ] && variants="$BUILD $BUILD/clang"
 for t in tests/test_*.c; do
+  for dir in $variants; do
     [ -e "$t" ] || continue
     name=$(basename "$t" .c)
-    bin=$BUILD/$name
+    bin=$dir/$name
+    [ "$dir" = "$BUILD" ] || name="$name (clang)"
     if [ ! -x "$bin" ]; then fail "$name (not built)"; continue; fi
     out=$("$bin" 2>&1); rc=$?
     printf '== %s\n%s\n' "$name" "$out" >> "$log"
@@ -82,6 +91,7 @@ for t in tests/test_*.c; do
     passed=$((passed + p)); failed=$((failed + f))
     if [ "$f" = 0 ]; then printf 'ok    %s (%s tests)\n' "$name" "$p"
     else printf 'FAIL  %s\n' "$name"; printf '%s\n' "$out" | grep -v '^ok ' | tail -40; fi
+  done
 done
 
 # 6. Fuzzers, briefly: each must survive its seed corpus and fresh inputs.
@@ -92,7 +102,7 @@ if [ $deps_fuzz = 1 ]; then
         if ! make -s "$BUILD/$name" >>"$BUILD/make.log" 2>&1; then fail "$name (build)"; continue; fi
         mkdir -p "$BUILD/corpus/$short"
         step "$name: ${FUZZ_SMOKE_RUNS:-20000} runs" "$BUILD/$name" -runs="${FUZZ_SMOKE_RUNS:-20000}" \
-            -seed=1 "$BUILD/corpus/$short" "tests/fuzz/corpus/$short"
+            -seed=1 -artifact_prefix="$BUILD/" "$BUILD/corpus/$short" "tests/fuzz/corpus/$short"
     done
 else
     skip "fuzzers" "libFuzzer not available (clang with libclang-rt)"
