@@ -57,8 +57,9 @@ $(BUILD)/%: examples/%.c zocket.h | $(BUILD)
 test:
 	@bash tests/run.sh
 
-run: $(BUILD)/demo
-	./$(BUILD)/demo
+run: $(BUILD)/echo
+	@echo "echo server: connect any WebSocket client (python3 -m websockets ws://127.0.0.1:9001)"
+	./$(BUILD)/echo
 
 fuzzers: $(FUZZERS)
 

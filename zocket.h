@@ -441,6 +441,276 @@ ZK_API int zk_ws_close_code_valid(int code);
 
 /* 1 if s[0..len) is complete, valid UTF-8 (RFC 3629), else 0. */
 ZK_API int zk_utf8_valid(const void *s, size_t len);
+/* >>loop: event loop, timers, clock, randomness, wakeup -------------------- */
+
+/* One loop per thread. It owns a poller (epoll, kqueue or poll), a timer
+   heap, a clock (the system's monotonic clock, or a virtual one that only
+   moves when a test says so) and a seedable random generator. Run it with
+   zk_loop_run, or drive it from a game loop with zk_loop_step(loop, 0).
+   Every call on a loop and on what belongs to it must come from the loop's
+   thread, except zk_loop_post, which any thread may call. */
+typedef struct zk_loop zk_loop;
+
+enum {
+    ZK_POLLER_AUTO = 0, /* epoll on Linux, kqueue on BSD and macOS, else poll */
+    ZK_POLLER_EPOLL,
+    ZK_POLLER_KQUEUE,
+    ZK_POLLER_POLL
+};
+
+typedef struct zk_loop_opts {
+    int poller;         /* ZK_POLLER_*; 0: the best one this system has */
+    int virtual_clock;  /* 1: time moves only through zk_loop_advance (tests) */
+    uint64_t seed;      /* random generator seed; 0: seeded from the OS */
+    size_t max_events;  /* events taken per poll; 0: 256 */
+} zk_loop_opts;
+
+/* A new loop, or NULL (out of memory, or the poller could not be made).
+   opts may be NULL. */
+ZK_API zk_loop *zk_loop_new(const zk_loop_opts *opts);
+
+/* Frees the loop. Close what uses it first; posted functions that never ran
+   are dropped (their arg is not freed). */
+ZK_API void zk_loop_free(zk_loop *loop);
+
+/* Runs until zk_loop_stop. Returns 0, or a negative zk_err if polling fails. */
+ZK_API int zk_loop_run(zk_loop *loop);
+
+/* One pass: waits for I/O at most timeout_ms (0: do not wait; -1: until
+   something happens or a timer is due), then runs I/O callbacks, due
+   timers and posted functions. Returns the number of callbacks run (>= 0)
+   or a negative zk_err. A game loop calls zk_loop_step(loop, 0) per frame. */
+ZK_API int zk_loop_step(zk_loop *loop, int timeout_ms);
+
+/* Makes zk_loop_run return after the current pass. */
+ZK_API void zk_loop_stop(zk_loop *loop);
+
+/* The loop's clock in milliseconds (monotonic; starts near 0 with a virtual
+   clock). Cached per pass. */
+ZK_API uint64_t zk_loop_now(const zk_loop *loop);
+
+/* Virtual clock only: moves time forward by ms, running every timer that
+   falls due on the way, in order, and the in-memory deliveries they cause. */
+ZK_API void zk_loop_advance(zk_loop *loop, uint64_t ms);
+
+/* The poller's descriptor (epoll or kqueue), readable when the loop has
+   work: add it to another event loop and call zk_loop_step(loop, 0) when it
+   fires. -1 with the poll backend. */
+ZK_API int zk_loop_fd(const zk_loop *loop);
+
+/* The loop's random generator (xoshiro256**), seeded by opts.seed. Not for
+   secrets; WebSocket keys and masks and reconnect jitter use it. */
+ZK_API uint64_t zk_loop_random(zk_loop *loop);
+ZK_API void zk_loop_random_bytes(zk_loop *loop, void *out, size_t len);
+
+/* One slot for your pointer. */
+ZK_API void zk_loop_set_data(zk_loop *loop, void *data);
+ZK_API void *zk_loop_data(const zk_loop *loop);
+
+typedef void (*zk_post_fn)(zk_loop *loop, void *arg);
+
+/* Thread-safe: asks the loop's thread to call fn(loop, arg) soon, in the
+   order posted, and wakes the loop. Returns 0 or ZK_ENOMEM. */
+ZK_API int zk_loop_post(zk_loop *loop, zk_post_fn fn, void *arg);
+
+/* Timers. A zk_timer is yours to allocate (embed it in your own struct);
+   the loop keeps only a pointer to it while it is active. Resolution 1 ms;
+   a heap, so thousands cost O(log n) each. */
+typedef struct zk_timer zk_timer;
+typedef void (*zk_timer_fn)(zk_timer *timer);
+struct zk_timer {
+    void *data;         /* yours */
+    zk_timer_fn fn;
+    zk_loop *loop;
+    uint64_t due, repeat, seq;
+    size_t slot;        /* heap position + 1, 0 when inactive */
+};
+
+ZK_API void zk_timer_init(zk_loop *loop, zk_timer *timer, zk_timer_fn fn, void *data);
+
+/* Calls fn after after_ms, then every repeat_ms if that is not 0. Starting
+   an active timer restarts it. Returns 0 or ZK_ENOMEM. */
+ZK_API int zk_timer_start(zk_timer *timer, uint64_t after_ms, uint64_t repeat_ms);
+ZK_API void zk_timer_stop(zk_timer *timer);
+ZK_API int zk_timer_active(const zk_timer *timer);
+/* >>net: WebSocket connections, server and client, over TCP or loopback ---- */
+
+/* A zk_conn is one WebSocket connection, server side or client side, over
+   TCP or over the in-memory loopback transport: the same code runs on both.
+   Callbacks run on the loop's thread. A connection is freed by the library
+   after its on_close callback returns; do not use it after that. */
+typedef struct zk_conn zk_conn;
+typedef struct zk_server zk_server;
+
+/* What a server or client tells you. Every callback is optional. */
+typedef struct zk_callbacks {
+    /* The connection is open: the 101 was sent (server) or verified
+       (client). req is the upgrade request (server side only, else NULL);
+       its views are valid during the call. */
+    void (*on_open)(zk_conn *conn, const zk_http_request *req);
+    /* A whole message: binary is 0 for text (valid UTF-8), 1 for binary.
+       data is valid during the call. */
+    void (*on_message)(zk_conn *conn, zk_str data, int binary);
+    /* The connection is gone: code and reason from the peer's close frame
+       (1005 when it had none), or 1006 when it dropped without one, or the
+       code we sent when we failed it. clean is 1 after a full close
+       handshake. The connection is freed when this returns. A client whose
+       connect failed gets on_close with 1006 and no on_open. */
+    void (*on_close)(zk_conn *conn, int code, zk_str reason, int clean);
+    /* The write queue fell below the high-water mark after a send reported
+       backpressure (ZK_SEND_BACKPRESSURE). */
+    void (*on_drain)(zk_conn *conn);
+    /* A pong arrived (answers to zk_conn_ping and to heartbeats). */
+    void (*on_pong)(zk_conn *conn, zk_str data);
+} zk_callbacks;
+
+/* Server side: a request without a WebSocket upgrade. Answer it with
+   zk_conn_respond (now or later); the connection closes after the answer.
+   Without this callback such requests get 426 Upgrade Required. */
+typedef void (*zk_http_fn)(zk_conn *conn, const zk_http_request *req);
+
+/* Server side: a valid upgrade request, before the answer. Return 0 to
+   accept (zk_conn_set_data here is the usual place to attach your state),
+   or an HTTP status (401, 403, ...) to refuse it: the peer gets that status
+   and no WebSocket frame. */
+typedef int (*zk_upgrade_fn)(zk_conn *conn, const zk_http_request *req, const zk_ws_upgrade *up);
+
+typedef struct zk_server_opts {
+    const char *host;             /* address to listen on; NULL: "127.0.0.1". "::"
+                                     or "0.0.0.0" for all interfaces. Numeric or
+                                     "localhost": no name lookup. */
+    int port;                     /* 0: any free port (see zk_server_port) */
+    int backlog;                  /* 0: 511 */
+    const char *const *protocols; /* subprotocols you speak, preferred first */
+    size_t protocol_count;
+    size_t max_message;           /* 0: ZK_WS_MAX_MESSAGE (16 MiB); more: close 1009 */
+    size_t write_high_water;      /* 0: 1 MiB. Past it sends report backpressure */
+    size_t write_limit;           /* 0: 16 MiB + high water. Past it sends are refused */
+    uint32_t handshake_timeout_ms;/* 0: 10000. Upgrade not done by then: closed */
+    uint32_t idle_timeout_ms;     /* 0: 30000. A peer silent this long is pinged */
+    uint32_t pong_timeout_ms;     /* 0: 10000. No pong (or anything) by then: closed */
+    uint32_t close_timeout_ms;    /* 0: 3000. Close handshake not done by then: TCP closed */
+    size_t max_connections;       /* 0: no limit of ours (the fd limit applies) */
+    zk_callbacks cb;
+    zk_upgrade_fn on_upgrade;
+    zk_http_fn on_http;
+    void *data;                   /* yours: zk_server_data() */
+} zk_server_opts;
+
+/* A server on loop; it listens once zk_server_listen succeeds (loopback
+   connections need no listening). NULL when out of memory. */
+ZK_API zk_server *zk_server_new(zk_loop *loop, const zk_server_opts *opts);
+
+/* Binds host:port over TCP. Returns 0 or a negative zk_err
+   (ZK_EADDRINUSE, ZK_EINVAL for a bad host, ZK_EIO). */
+ZK_API int zk_server_listen(zk_server *server);
+
+/* The port listened on (useful with port 0), or 0. */
+ZK_API int zk_server_port(const zk_server *server);
+
+/* Graceful shutdown: stop accepting, close every connection with 1001,
+   let queues flush and closes complete, and after timeout_ms (0: 5000)
+   drop whatever is left. done (may be NULL) runs when no connection is
+   left; the server can then be freed. */
+ZK_API void zk_server_shutdown(zk_server *server, uint32_t timeout_ms,
+                               void (*done)(zk_server *server));
+
+/* Frees the server, dropping its connections at once (on_close runs with
+   1006 for each). */
+ZK_API void zk_server_free(zk_server *server);
+
+ZK_API size_t zk_server_connections(const zk_server *server);
+ZK_API void *zk_server_data(const zk_server *server);
+ZK_API zk_loop *zk_server_loop(const zk_server *server);
+
+/* Client side. */
+typedef struct zk_client_opts {
+    const char *url;              /* ws://host[:port][/path][?query]; host numeric,
+                                     [v6], "localhost" (no lookup) or a name
+                                     (getaddrinfo: blocks the loop while it runs) */
+    const char *origin;           /* Origin header, or NULL */
+    const char *const *protocols; /* subprotocols to offer, preferred first */
+    size_t protocol_count;
+    const zk_http_header *headers;/* extra HTTP headers, or NULL */
+    size_t header_count;
+    uint32_t connect_timeout_ms;  /* 0: 10000, TCP connect and upgrade together */
+    uint32_t close_timeout_ms;    /* 0: 3000 */
+    size_t max_message;           /* 0: ZK_WS_MAX_MESSAGE */
+    size_t write_high_water;      /* 0: 1 MiB */
+    size_t write_limit;           /* 0: 16 MiB + high water */
+    zk_callbacks cb;
+    void *data;                   /* the connection's initial zk_conn_data */
+} zk_client_opts;
+
+/* Starts connecting; the outcome arrives as on_open or on_close (1006).
+   Returns the connection, or NULL with *err set (a bad URL: ZK_EINVAL;
+   name not found: ZK_ENOTFOUND; out of memory). err may be NULL. */
+ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err);
+
+/* In-memory transport: a client connection to server through a loopback
+   pair, with faults to inject. Nothing touches the network; with a virtual
+   clock, time passes only through zk_loop_advance. */
+typedef struct zk_loopback_opts {
+    size_t chunk;        /* deliver bytes in pieces of at most this size; 0: as written */
+    uint32_t delay_ms;   /* bytes arrive this long after they were written */
+    size_t capacity;     /* bytes in flight per direction before writes block; 0: 256 KiB */
+} zk_loopback_opts;
+
+/* The client side of a new loopback pair to server; url gives the path and
+   query ("ws://loopback/chat?x=1"), the rest of copts is as for
+   zk_client_connect. fault may be NULL. */
+ZK_API zk_conn *zk_loopback_connect(zk_server *server, const zk_client_opts *copts,
+                                    const zk_loopback_opts *fault, int *err);
+
+/* Fault injection on a loopback connection (either end); each returns
+   ZK_EINVAL on a TCP connection.
+   stall: 1 stops this end reading (its peer's writes back up), 0 resumes.
+   drop: both ends see the connection reset now (on_close 1006).
+   silence: 1 makes bytes vanish both ways without a close (a half-open
+   peer, as when a cable is pulled); 0 restores delivery. */
+ZK_API int zk_loopback_stall(zk_conn *conn, int stalled);
+ZK_API int zk_loopback_drop(zk_conn *conn);
+ZK_API int zk_loopback_silence(zk_conn *conn, int silent);
+
+/* What zk_conn_send reports (or a negative zk_err when refused). */
+enum {
+    ZK_SEND_OK = 0,          /* queued below the high-water mark */
+    ZK_SEND_BACKPRESSURE = 1 /* queued, but the queue is over the mark: wait for on_drain */
+};
+
+/* Queues a message (copied). binary 0: text (must be UTF-8); 1: binary.
+   Returns ZK_SEND_OK, ZK_SEND_BACKPRESSURE, or ZK_ECLOSED (not open),
+   ZK_EINVAL (text not UTF-8, too big for the peer's limit is not known),
+   ZK_EBACKPRESSURE (the queue would pass write_limit: nothing queued),
+   ZK_ENOMEM. Frames go out at the end of the loop pass, coalesced. */
+ZK_API int zk_conn_send(zk_conn *conn, const void *data, size_t len, int binary);
+
+/* Sends a ping (payload at most 125 bytes); the pong comes to on_pong. */
+ZK_API int zk_conn_ping(zk_conn *conn, const void *data, size_t len);
+
+/* Starts the close handshake with code (0: none) and a reason (NULL: none,
+   at most 123 bytes). Queued messages go first. on_close follows when the
+   peer answers or close_timeout_ms passes. ZK_ECLOSED if already closing. */
+ZK_API int zk_conn_close(zk_conn *conn, int code, const char *reason);
+
+/* Drops the connection now, without a close handshake: on_close gets 1006. */
+ZK_API void zk_conn_abort(zk_conn *conn);
+
+/* Answers a plain HTTP request (see zk_http_fn) and closes afterwards. */
+ZK_API int zk_conn_respond(zk_conn *conn, int status, const zk_http_header *headers,
+                           size_t header_count, const void *body, size_t body_len);
+
+ZK_API void zk_conn_set_data(zk_conn *conn, void *data);
+ZK_API void *zk_conn_data(const zk_conn *conn);
+/* Bytes queued and not yet written. */
+ZK_API size_t zk_conn_buffered(const zk_conn *conn);
+/* The negotiated subprotocol, or an empty view. */
+ZK_API zk_str zk_conn_protocol(const zk_conn *conn);
+/* The server a server-side connection belongs to, or NULL. */
+ZK_API zk_server *zk_conn_server(const zk_conn *conn);
+ZK_API zk_loop *zk_conn_loop(const zk_conn *conn);
+/* "127.0.0.1:50312", "[::1]:50312" or "loopback" into out; returns length. */
+ZK_API int zk_conn_peer(const zk_conn *conn, char *out, size_t cap);
 
 #ifdef __cplusplus
 }
@@ -1784,6 +2054,2046 @@ ZK_API size_t zk_ws_feed(zk_ws *ws, void *in, size_t len, zk_ws_event *ev) {
         }
     }
     return used;
+}
+/* >>loop implementation -------------------------------------------------- */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <time.h>
+#include <unistd.h>
+
+#if !defined(ZK_HAVE_EPOLL)
+#if defined(__linux__)
+#define ZK_HAVE_EPOLL 1
+#else
+#define ZK_HAVE_EPOLL 0
+#endif
+#endif
+#if !defined(ZK_HAVE_KQUEUE)
+#if defined(__APPLE__) || defined(__FreeBSD__) || defined(__OpenBSD__) || \
+    defined(__NetBSD__) || defined(__DragonFly__)
+#define ZK_HAVE_KQUEUE 1
+#else
+#define ZK_HAVE_KQUEUE 0
+#endif
+#endif
+#if ZK_HAVE_EPOLL
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#endif
+#if ZK_HAVE_KQUEUE
+#include <sys/event.h>
+#endif
+
+/* ---- internal I/O watchers and deferred work ---- */
+
+#define ZK__IO_READ 1u
+#define ZK__IO_WRITE 2u
+#define ZK__IO_ERROR 4u /* hang-up or error: also reported as readable */
+
+typedef struct zk__io zk__io;
+typedef void (*zk__io_fn)(zk__io *io, unsigned events);
+struct zk__io {
+    int fd;
+    unsigned events; /* registered interest */
+    zk__io_fn fn;
+    size_t slot;     /* poll backend: index + 1; 0 when not registered */
+};
+
+/* Work the loop runs after I/O in a pass (in-memory deliveries, flushes). */
+typedef struct zk__work zk__work;
+struct zk__work {
+    zk__work *next;
+    void (*fn)(zk__work *work);
+    int queued;
+};
+
+typedef struct zk__post {
+    struct zk__post *next;
+    zk_post_fn fn;
+    void *arg;
+} zk__post;
+
+struct zk_loop {
+    int poller, fd, stopped, virtual_clock;
+    uint64_t now, rng[4];
+    void *data;
+    /* timers: a binary min-heap on (due, seq) */
+    zk_timer **heap;
+    size_t heap_len, heap_cap;
+    uint64_t timer_seq;
+    /* poll backend */
+    struct pollfd *pfds;
+    zk__io **pios;
+    size_t npfds, pfds_cap;
+    /* epoll / kqueue: the batch being dispatched, so a watcher stopped by an
+       earlier callback is not called from it */
+    void *events;
+    int nevents, event_at, max_events;
+    /* wakeup and posts from other threads */
+    int wake_rd, wake_wr, wake_pending;
+    zk__io wake_io;
+    pthread_mutex_t mutex;
+    zk__post *posts, *posts_tail;
+    /* deferred work */
+    zk__work *work, *work_tail;
+    /* the read buffer every connection of this loop reads into */
+    unsigned char *rbuf;
+    size_t rbuf_cap;
+};
+
+ZK__PRIVATE uint64_t zk__monotonic_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+ZK__PRIVATE int zk__set_nonblock(int fd) {
+    int flags = fcntl(fd, F_GETFL, 0);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return -1;
+    flags = fcntl(fd, F_GETFD, 0);
+    if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0) return -1;
+    return 0;
+}
+
+/* ---- random: xoshiro256**, seeded through splitmix64 ---- */
+
+ZK__PRIVATE uint64_t zk__splitmix(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+ZK__PRIVATE uint64_t zk__os_seed(void) {
+    uint64_t seed = 0;
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd >= 0) {
+        if (read(fd, &seed, sizeof seed) != (ssize_t)sizeof seed) seed = 0;
+        close(fd);
+    }
+    if (seed == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid() << 40;
+    }
+    return seed;
+}
+
+#define ZK__ROL64(x, k) (((x) << (k)) | ((x) >> (64 - (k))))
+
+ZK_API uint64_t zk_loop_random(zk_loop *loop) {
+    uint64_t *s = loop->rng, r = ZK__ROL64(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = ZK__ROL64(s[3], 45);
+    return r;
+}
+
+ZK_API void zk_loop_random_bytes(zk_loop *loop, void *out, size_t len) {
+    unsigned char *p = (unsigned char *)out;
+    while (len) {
+        uint64_t r = zk_loop_random(loop);
+        size_t n = len < 8 ? len : 8;
+        memcpy(p, &r, n);
+        p += n;
+        len -= n;
+    }
+}
+
+/* ---- pollers ---- */
+
+ZK__PRIVATE int zk__poller_open(zk_loop *loop) {
+    loop->fd = -1;
+    if (loop->poller == ZK_POLLER_AUTO)
+        loop->poller = ZK_HAVE_EPOLL ? ZK_POLLER_EPOLL : ZK_HAVE_KQUEUE ? ZK_POLLER_KQUEUE : ZK_POLLER_POLL;
+#if ZK_HAVE_EPOLL
+    if (loop->poller == ZK_POLLER_EPOLL) {
+        loop->fd = epoll_create1(EPOLL_CLOEXEC);
+        loop->events = ZK_MALLOC(sizeof(struct epoll_event) * (size_t)loop->max_events);
+        return loop->fd >= 0 && loop->events ? 0 : -1;
+    }
+#endif
+#if ZK_HAVE_KQUEUE
+    if (loop->poller == ZK_POLLER_KQUEUE) {
+        loop->fd = kqueue();
+        if (loop->fd >= 0) fcntl(loop->fd, F_SETFD, FD_CLOEXEC);
+        loop->events = ZK_MALLOC(sizeof(struct kevent) * (size_t)loop->max_events);
+        return loop->fd >= 0 && loop->events ? 0 : -1;
+    }
+#endif
+    return loop->poller == ZK_POLLER_POLL ? 0 : -1;
+}
+
+/* Registers, changes or (events == 0) removes a watcher. */
+ZK__PRIVATE int zk__io_set(zk_loop *loop, zk__io *io, unsigned events) {
+    unsigned old = io->events;
+    int i;
+    if (events == old && (events == 0 || io->slot)) return 0;
+#if ZK_HAVE_EPOLL
+    if (loop->poller == ZK_POLLER_EPOLL) {
+        struct epoll_event ev;
+        int op = !io->slot ? EPOLL_CTL_ADD : events ? EPOLL_CTL_MOD : EPOLL_CTL_DEL;
+        memset(&ev, 0, sizeof ev);
+        ev.events = (events & ZK__IO_READ ? EPOLLIN : 0u) | (events & ZK__IO_WRITE ? EPOLLOUT : 0u);
+        ev.data.ptr = io;
+        if (!io->slot && !events) return 0;
+        if (epoll_ctl(loop->fd, op, io->fd, &ev) < 0 && op != EPOLL_CTL_DEL) return -errno;
+        io->slot = events ? 1 : 0;
+        io->events = events;
+        if (!events) {
+            struct epoll_event *e = (struct epoll_event *)loop->events;
+            for (i = loop->event_at + 1; i < loop->nevents; i++)
+                if (e[i].data.ptr == io) e[i].data.ptr = NULL;
+        }
+        return 0;
+    }
+#endif
+#if ZK_HAVE_KQUEUE
+    if (loop->poller == ZK_POLLER_KQUEUE) {
+        struct kevent ch[2];
+        int n = 0;
+        if ((events ^ old) & ZK__IO_READ)
+            EV_SET(&ch[n++], io->fd, EVFILT_READ, events & ZK__IO_READ ? EV_ADD : EV_DELETE, 0, 0, io);
+        if ((events ^ old) & ZK__IO_WRITE)
+            EV_SET(&ch[n++], io->fd, EVFILT_WRITE, events & ZK__IO_WRITE ? EV_ADD : EV_DELETE, 0, 0, io);
+        if (n && kevent(loop->fd, ch, n, NULL, 0, NULL) < 0 && events) return -errno;
+        io->slot = events ? 1 : 0;
+        io->events = events;
+        if (!events) {
+            struct kevent *e = (struct kevent *)loop->events;
+            for (i = loop->event_at + 1; i < loop->nevents; i++)
+                if (e[i].udata == (void *)io) e[i].udata = NULL;
+        }
+        return 0;
+    }
+#endif
+    /* poll */
+    if (events && !io->slot) {
+        if (loop->npfds == loop->pfds_cap) {
+            size_t cap = loop->pfds_cap ? loop->pfds_cap * 2 : 16;
+            struct pollfd *p = (struct pollfd *)ZK_REALLOC(loop->pfds, cap * sizeof *p);
+            zk__io **q;
+            if (!p) return ZK_ENOMEM;
+            loop->pfds = p;
+            q = (zk__io **)ZK_REALLOC(loop->pios, cap * sizeof *q);
+            if (!q) return ZK_ENOMEM;
+            loop->pios = q;
+            loop->pfds_cap = cap;
+        }
+        loop->pfds[loop->npfds].fd = io->fd;
+        loop->pfds[loop->npfds].revents = 0;
+        loop->pios[loop->npfds] = io;
+        io->slot = ++loop->npfds;
+    }
+    if (io->slot) {
+        size_t at = io->slot - 1;
+        if (events) {
+            loop->pfds[at].events = (short)((events & ZK__IO_READ ? POLLIN : 0) | (events & ZK__IO_WRITE ? POLLOUT : 0));
+        } else {
+            /* swap-remove; dispatch walks downwards and clears revents, so the
+               moved entry is neither lost nor run twice */
+            size_t last = --loop->npfds;
+            loop->pfds[at] = loop->pfds[last];
+            loop->pios[at] = loop->pios[last];
+            loop->pios[at]->slot = at + 1;
+            io->slot = 0;
+        }
+    }
+    io->events = events;
+    return 0;
+}
+
+ZK__PRIVATE void zk__io_init(zk__io *io, int fd, zk__io_fn fn) {
+    io->fd = fd;
+    io->events = 0;
+    io->fn = fn;
+    io->slot = 0;
+}
+
+/* Waits up to timeout_ms and runs the callbacks of ready watchers. */
+ZK__PRIVATE int zk__poller_wait(zk_loop *loop, int timeout_ms) {
+    int n, i, ran = 0;
+#if ZK_HAVE_EPOLL
+    if (loop->poller == ZK_POLLER_EPOLL) {
+        struct epoll_event *e = (struct epoll_event *)loop->events;
+        n = epoll_wait(loop->fd, e, loop->max_events, timeout_ms);
+        if (n < 0) return errno == EINTR ? 0 : ZK_EINVAL;
+        loop->nevents = n;
+        for (i = 0; i < n; i++) {
+            zk__io *io = (zk__io *)e[i].data.ptr;
+            unsigned ev = 0;
+            loop->event_at = i;
+            if (!io) continue;
+            if (e[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR | EPOLLRDHUP)) ev |= ZK__IO_READ;
+            if (e[i].events & EPOLLOUT) ev |= ZK__IO_WRITE;
+            if (e[i].events & (EPOLLHUP | EPOLLERR)) ev |= ZK__IO_ERROR;
+            io->fn(io, ev);
+            ran++;
+        }
+        loop->nevents = loop->event_at = 0;
+        return ran;
+    }
+#endif
+#if ZK_HAVE_KQUEUE
+    if (loop->poller == ZK_POLLER_KQUEUE) {
+        struct kevent *e = (struct kevent *)loop->events;
+        struct timespec ts, *tsp = NULL;
+        if (timeout_ms >= 0) {
+            ts.tv_sec = timeout_ms / 1000;
+            ts.tv_nsec = (long)(timeout_ms % 1000) * 1000000L;
+            tsp = &ts;
+        }
+        n = kevent(loop->fd, NULL, 0, e, loop->max_events, tsp);
+        if (n < 0) return errno == EINTR ? 0 : ZK_EINVAL;
+        loop->nevents = n;
+        for (i = 0; i < n; i++) {
+            zk__io *io = (zk__io *)e[i].udata;
+            unsigned ev;
+            loop->event_at = i;
+            if (!io) continue;
+            ev = e[i].filter == EVFILT_WRITE ? ZK__IO_WRITE : ZK__IO_READ;
+            if (e[i].flags & (EV_EOF | EV_ERROR)) ev |= ZK__IO_ERROR | ZK__IO_READ;
+            io->fn(io, ev);
+            ran++;
+        }
+        loop->nevents = loop->event_at = 0;
+        return ran;
+    }
+#endif
+    n = poll(loop->pfds, (nfds_t)loop->npfds, timeout_ms);
+    if (n < 0) return errno == EINTR ? 0 : ZK_EINVAL;
+    for (i = (int)loop->npfds - 1; i >= 0 && n > 0; i--) {
+        short re;
+        unsigned ev = 0;
+        if ((size_t)i >= loop->npfds) continue;
+        re = loop->pfds[i].revents;
+        if (!re) continue;
+        loop->pfds[i].revents = 0;
+        n--;
+        if (re & (POLLIN | POLLHUP | POLLERR)) ev |= ZK__IO_READ;
+        if (re & POLLOUT) ev |= ZK__IO_WRITE;
+        if (re & (POLLHUP | POLLERR | POLLNVAL)) ev |= ZK__IO_ERROR | ZK__IO_READ;
+        loop->pios[i]->fn(loop->pios[i], ev);
+        ran++;
+    }
+    return ran;
+}
+
+/* ---- deferred work ---- */
+
+ZK__PRIVATE void zk__work_queue(zk_loop *loop, zk__work *w) {
+    if (w->queued) return;
+    w->queued = 1;
+    w->next = NULL;
+    if (loop->work_tail) loop->work_tail->next = w;
+    else loop->work = w;
+    loop->work_tail = w;
+}
+
+ZK__PRIVATE void zk__work_cancel(zk_loop *loop, zk__work *w) {
+    zk__work **p;
+    if (!w->queued) return;
+    for (p = &loop->work; *p; p = &(*p)->next) {
+        if (*p == w) {
+            *p = w->next;
+            if (loop->work_tail == w) {
+                zk__work *t = loop->work;
+                while (t && t->next) t = t->next;
+                loop->work_tail = t;
+            }
+            break;
+        }
+    }
+    w->queued = 0;
+}
+
+/* Runs the work queued before this call; work it queues waits for the next. */
+ZK__PRIVATE int zk__work_run(zk_loop *loop) {
+    zk__work *w = loop->work, *stop = loop->work_tail;
+    int ran = 0;
+    if (!w) return 0;
+    for (;;) {
+        int last;
+        w = loop->work;
+        if (!w) break;
+        last = w == stop;
+        loop->work = w->next;
+        if (!loop->work) loop->work_tail = NULL;
+        w->queued = 0;
+        w->fn(w);
+        ran++;
+        if (last) break;
+    }
+    return ran;
+}
+
+/* ---- timers ---- */
+
+ZK__PRIVATE int zk__timer_less(const zk_timer *a, const zk_timer *b) {
+    return a->due < b->due || (a->due == b->due && a->seq < b->seq);
+}
+
+ZK__PRIVATE void zk__heap_set(zk_loop *loop, size_t i, zk_timer *t) {
+    loop->heap[i] = t;
+    t->slot = i + 1;
+}
+
+ZK__PRIVATE void zk__heap_up(zk_loop *loop, size_t i) {
+    zk_timer *t = loop->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!zk__timer_less(t, loop->heap[parent])) break;
+        zk__heap_set(loop, i, loop->heap[parent]);
+        i = parent;
+    }
+    zk__heap_set(loop, i, t);
+}
+
+ZK__PRIVATE void zk__heap_down(zk_loop *loop, size_t i) {
+    zk_timer *t = loop->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= loop->heap_len) break;
+        if (c + 1 < loop->heap_len && zk__timer_less(loop->heap[c + 1], loop->heap[c])) c++;
+        if (!zk__timer_less(loop->heap[c], t)) break;
+        zk__heap_set(loop, i, loop->heap[c]);
+        i = c;
+    }
+    zk__heap_set(loop, i, t);
+}
+
+ZK_API void zk_timer_init(zk_loop *loop, zk_timer *timer, zk_timer_fn fn, void *data) {
+    memset(timer, 0, sizeof *timer);
+    timer->loop = loop;
+    timer->fn = fn;
+    timer->data = data;
+}
+
+ZK_API int zk_timer_active(const zk_timer *timer) { return timer->slot != 0; }
+
+ZK_API void zk_timer_stop(zk_timer *timer) {
+    zk_loop *loop = timer->loop;
+    size_t i;
+    if (!timer->slot) return;
+    i = timer->slot - 1;
+    timer->slot = 0;
+    if (i == --loop->heap_len) return;
+    zk__heap_set(loop, i, loop->heap[loop->heap_len]);
+    zk__heap_up(loop, i);
+    zk__heap_down(loop, i);
+}
+
+ZK_API int zk_timer_start(zk_timer *timer, uint64_t after_ms, uint64_t repeat_ms) {
+    zk_loop *loop = timer->loop;
+    zk_timer_stop(timer);
+    if (loop->heap_len == loop->heap_cap) {
+        size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+        zk_timer **h = (zk_timer **)ZK_REALLOC(loop->heap, cap * sizeof *h);
+        if (!h) return ZK_ENOMEM;
+        loop->heap = h;
+        loop->heap_cap = cap;
+    }
+    timer->due = loop->now + after_ms;
+    timer->repeat = repeat_ms;
+    timer->seq = loop->timer_seq++;
+    loop->heap[loop->heap_len] = timer;
+    zk__heap_up(loop, loop->heap_len++);
+    return 0;
+}
+
+/* Runs the timers due at or before `until`, advancing the virtual clock to
+   each one's time. */
+ZK__PRIVATE int zk__timers_run(zk_loop *loop, uint64_t until) {
+    int ran = 0;
+    while (loop->heap_len && loop->heap[0]->due <= until) {
+        zk_timer *t = loop->heap[0];
+        if (loop->virtual_clock && t->due > loop->now) loop->now = t->due;
+        zk_timer_stop(t);
+        if (t->repeat) zk_timer_start(t, t->repeat, t->repeat);
+        t->fn(t);
+        ran++;
+    }
+    return ran;
+}
+
+/* ---- wakeup and posts ---- */
+
+ZK__PRIVATE void zk__wake_cb(zk__io *io, unsigned events) {
+    zk_loop *loop = (zk_loop *)(void *)((char *)io - offsetof(zk_loop, wake_io));
+    char drain[64];
+    zk__post *p;
+    (void)events;
+    while (read(loop->wake_rd, drain, sizeof drain) > 0) {}
+    pthread_mutex_lock(&loop->mutex);
+    p = loop->posts;
+    loop->posts = loop->posts_tail = NULL;
+    loop->wake_pending = 0;
+    pthread_mutex_unlock(&loop->mutex);
+    while (p) {
+        zk__post *next = p->next;
+        p->fn(loop, p->arg);
+        ZK_FREE(p);
+        p = next;
+    }
+}
+
+ZK_API int zk_loop_post(zk_loop *loop, zk_post_fn fn, void *arg) {
+    zk__post *p = (zk__post *)ZK_MALLOC(sizeof *p);
+    int wake;
+    if (!p) return ZK_ENOMEM;
+    p->next = NULL;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&loop->mutex);
+    if (loop->posts_tail) loop->posts_tail->next = p;
+    else loop->posts = p;
+    loop->posts_tail = p;
+    wake = !loop->wake_pending;
+    loop->wake_pending = 1;
+    pthread_mutex_unlock(&loop->mutex);
+    if (wake) {
+        uint64_t one = 1;
+        ssize_t w;
+        do {
+            w = write(loop->wake_wr, &one, loop->wake_rd == loop->wake_wr ? 8 : 1);
+        } while (w < 0 && errno == EINTR);
+    }
+    return 0;
+}
+
+/* ---- the loop ---- */
+
+ZK_API zk_loop *zk_loop_new(const zk_loop_opts *opts) {
+    zk_loop *loop = (zk_loop *)ZK_MALLOC(sizeof *loop);
+    uint64_t seed;
+    int i;
+    if (!loop) return NULL;
+    memset(loop, 0, sizeof *loop);
+    loop->poller = opts ? opts->poller : ZK_POLLER_AUTO;
+    loop->virtual_clock = opts && opts->virtual_clock;
+    loop->max_events = opts && opts->max_events ? (int)ZK__MIN(opts->max_events, (size_t)65536) : 256;
+    loop->wake_rd = loop->wake_wr = -1;
+    seed = opts && opts->seed ? opts->seed : zk__os_seed();
+    for (i = 0; i < 4; i++) loop->rng[i] = zk__splitmix(&seed);
+    loop->now = loop->virtual_clock ? 0 : zk__monotonic_ms();
+    if (pthread_mutex_init(&loop->mutex, NULL) != 0) {
+        ZK_FREE(loop);
+        return NULL;
+    }
+    if (zk__poller_open(loop) < 0) goto fail;
+#if ZK_HAVE_EPOLL
+    loop->wake_rd = loop->wake_wr = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (loop->wake_rd < 0) goto fail;
+#else
+    {
+        int p[2];
+        if (pipe(p) < 0) goto fail;
+        loop->wake_rd = p[0];
+        loop->wake_wr = p[1];
+        if (zk__set_nonblock(p[0]) < 0 || zk__set_nonblock(p[1]) < 0) goto fail;
+    }
+#endif
+    zk__io_init(&loop->wake_io, loop->wake_rd, zk__wake_cb);
+    if (zk__io_set(loop, &loop->wake_io, ZK__IO_READ) < 0) goto fail;
+    return loop;
+fail:
+    zk_loop_free(loop);
+    return NULL;
+}
+
+ZK_API void zk_loop_free(zk_loop *loop) {
+    zk__post *p;
+    if (!loop) return;
+    if (loop->wake_rd >= 0) close(loop->wake_rd);
+    if (loop->wake_wr >= 0 && loop->wake_wr != loop->wake_rd) close(loop->wake_wr);
+    if (loop->fd >= 0) close(loop->fd);
+    for (p = loop->posts; p;) {
+        zk__post *next = p->next;
+        ZK_FREE(p);
+        p = next;
+    }
+    pthread_mutex_destroy(&loop->mutex);
+    ZK_FREE(loop->events);
+    ZK_FREE(loop->heap);
+    ZK_FREE(loop->pfds);
+    ZK_FREE(loop->pios);
+    ZK_FREE(loop->rbuf);
+    ZK_FREE(loop);
+}
+
+ZK_API uint64_t zk_loop_now(const zk_loop *loop) { return loop->now; }
+ZK_API int zk_loop_fd(const zk_loop *loop) { return loop->fd; }
+ZK_API void zk_loop_set_data(zk_loop *loop, void *data) { loop->data = data; }
+ZK_API void *zk_loop_data(const zk_loop *loop) { return loop->data; }
+ZK_API void zk_loop_stop(zk_loop *loop) { loop->stopped = 1; }
+
+ZK_API int zk_loop_step(zk_loop *loop, int timeout_ms) {
+    int ran, n;
+    if (loop->work) timeout_ms = 0;
+    if (!loop->virtual_clock) loop->now = zk__monotonic_ms();
+    if (loop->heap_len && timeout_ms != 0) {
+        uint64_t due = loop->heap[0]->due;
+        if (loop->virtual_clock) {
+            /* virtual time never passes while waiting: do not wait for it */
+        } else if (due <= loop->now) {
+            timeout_ms = 0;
+        } else if (timeout_ms < 0 || due - loop->now < (uint64_t)timeout_ms) {
+            timeout_ms = (int)ZK__MIN(due - loop->now, (uint64_t)0x7FFFFFFF);
+        }
+    }
+    ran = zk__poller_wait(loop, timeout_ms);
+    if (ran < 0) return ran;
+    if (!loop->virtual_clock) loop->now = zk__monotonic_ms();
+    ran += zk__work_run(loop);
+    n = zk__timers_run(loop, loop->now);
+    ran += n;
+    ran += zk__work_run(loop);
+    return ran;
+}
+
+ZK_API int zk_loop_run(zk_loop *loop) {
+    loop->stopped = 0;
+    while (!loop->stopped) {
+        int rc = zk_loop_step(loop, -1);
+        if (rc < 0) return rc;
+    }
+    return 0;
+}
+
+ZK_API void zk_loop_advance(zk_loop *loop, uint64_t ms) {
+    uint64_t until = loop->now + ms;
+    int rounds;
+    if (!loop->virtual_clock) return;
+    for (rounds = 0; rounds < 100000 && loop->work; rounds++) zk__work_run(loop);
+    while (loop->heap_len && loop->heap[0]->due <= until) {
+        zk__timers_run(loop, loop->heap[0]->due);
+        for (rounds = 0; rounds < 100000 && loop->work; rounds++) zk__work_run(loop);
+    }
+    loop->now = until;
+}
+/* >>net implementation --------------------------------------------------- */
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* BSD/macOS: SO_NOSIGPIPE is set on the socket instead */
+#endif
+
+#define ZK__READ_BUFFER (64u * 1024u) /* the loop's shared read buffer */
+#define ZK__CHUNK (16u * 1024u)       /* write-queue chunk */
+#define ZK__CHUNK_CACHE 64            /* spare chunks a loop keeps */
+#define ZK__READS_PER_EVENT 8         /* fairness: reads per readiness event */
+
+/* ---- streams: what a connection reads from and writes to ---- */
+
+typedef struct zk__stream zk__stream;
+typedef struct zk__stream_ops {
+    /* > 0 bytes read, 0 at end of stream, ZK_EAGAIN when nothing now, or an error */
+    long (*read)(zk__stream *s, void *buf, size_t cap);
+    /* bytes taken (0: would block) or an error */
+    long (*writev)(zk__stream *s, const struct iovec *iov, int n);
+    void (*want_write)(zk__stream *s, int on);
+    void (*shutdown)(zk__stream *s); /* no more writes: the peer reads end of stream */
+    void (*close)(zk__stream *s);    /* release; no callbacks after this */
+    int (*peer)(zk__stream *s, char *out, size_t cap);
+} zk__stream_ops;
+
+struct zk__stream {
+    const zk__stream_ops *ops;
+    zk_conn *conn;
+    int loopback;
+};
+
+ZK__PRIVATE void zk__conn_readable(zk_conn *c);
+ZK__PRIVATE void zk__conn_writable(zk_conn *c);
+ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err);
+
+/* ---- the write queue ---- */
+
+typedef struct zk__chunk {
+    struct zk__chunk *next;
+    size_t len, cap;
+} zk__chunk;
+
+#define ZK__CHUNK_DATA(ch) ((unsigned char *)((ch) + 1))
+
+/* ---- connections ---- */
+
+enum {
+    ZK__C_CONNECTING, /* client: TCP connect under way */
+    ZK__C_HANDSHAKE,  /* upgrade request or answer under way */
+    ZK__C_HTTP,       /* server: a plain request waits for zk_conn_respond */
+    ZK__C_OPEN,
+    ZK__C_CLOSING,    /* we sent a close and wait for the peer's */
+    ZK__C_LINGER,     /* done: flush, shut down, wait for the peer's end */
+    ZK__C_GONE        /* transport closed */
+};
+
+enum { ZK__T_NONE, ZK__T_HANDSHAKE, ZK__T_IDLE, ZK__T_PONG, ZK__T_CLOSE, ZK__T_LINGER };
+
+typedef struct zk__client {
+    zk_ws_client_handshake hs;
+    char *strings;           /* host, path, origin and protocols, copied */
+    const char *protocols[8];
+    zk_callbacks cb;
+    zk_http_header *headers; /* copied into strings */
+    uint32_t connect_timeout_ms, close_timeout_ms;
+    size_t max_message;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+} zk__client;
+
+struct zk_conn {
+    zk__stream *stream;
+    zk_loop *loop;
+    zk_server *server;          /* NULL on the client side */
+    zk__client *client;         /* NULL on the server side */
+    zk_conn *prev, *next;       /* the server's list */
+    const zk_callbacks *cb;
+    void *data;
+    zk_ws ws;
+    unsigned char *rbuf;        /* unconsumed input (partial head or frame) */
+    size_t rlen, rseen;
+    zk__chunk *wq, *wq_tail;
+    zk__chunk *wq_prio;         /* the last control frame queued ahead of data */
+    size_t wq_bytes, wq_off;    /* queued bytes; bytes of the head chunk written */
+    size_t high_water, write_limit;
+    zk_timer timer;
+    uint64_t last_rx;
+    zk__work flush;
+    const char *protocol;       /* chosen subprotocol, or NULL */
+    int busy;                   /* handlers running on the stack */
+    unsigned char state, timer_what, opened, notified, want_drain, shut, write_blocked;
+};
+
+struct zk_server {
+    zk_loop *loop;
+    zk_server_opts opts;
+    int fd, port;
+    zk__io io;
+    zk_conn *conns;
+    size_t nconns;
+    zk_timer shutdown_timer;
+    void (*shutdown_done)(zk_server *s);
+    int shutting_down;
+};
+
+/* spare chunks, per loop, in the loop's read buffer header would be odd: a
+   small static-free cache hangs off the loop through these two helpers */
+ZK__PRIVATE zk__chunk *zk__chunk_new(size_t need) {
+    size_t cap = need < ZK__CHUNK ? ZK__CHUNK : need;
+    zk__chunk *ch = (zk__chunk *)ZK_MALLOC(sizeof *ch + cap);
+    if (!ch) return NULL;
+    ch->next = NULL;
+    ch->len = 0;
+    ch->cap = cap;
+    return ch;
+}
+
+ZK__PRIVATE void zk__conn_arm(zk_conn *c, int what, uint64_t ms) {
+    c->timer_what = (unsigned char)what;
+    if (what == ZK__T_NONE) zk_timer_stop(&c->timer);
+    else zk_timer_start(&c->timer, ms, 0);
+}
+
+ZK__PRIVATE void zk__conn_schedule_flush(zk_conn *c) {
+    if (c->state != ZK__C_GONE) zk__work_queue(c->loop, &c->flush);
+}
+
+/* Reserves len bytes at the end of the queue. */
+ZK__PRIVATE unsigned char *zk__wq_append(zk_conn *c, size_t len) {
+    zk__chunk *t = c->wq_tail;
+    unsigned char *p;
+    if (!t || t->cap - t->len < len) {
+        t = zk__chunk_new(len);
+        if (!t) return NULL;
+        if (c->wq_tail) c->wq_tail->next = t;
+        else c->wq = t;
+        c->wq_tail = t;
+    }
+    p = ZK__CHUNK_DATA(t) + t->len;
+    t->len += len;
+    c->wq_bytes += len;
+    zk__conn_schedule_flush(c);
+    return p;
+}
+
+/* Queues a control frame ahead of queued data (at the first frame boundary
+   not yet started): a pong is never stuck behind a backlog. */
+ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len) {
+    zk__chunk *ch = zk__chunk_new(len);
+    if (!ch) return ZK_ENOMEM;
+    memcpy(ZK__CHUNK_DATA(ch), frame, len);
+    ch->len = len;
+    ch->cap = len; /* nothing else goes in: the data after it stays in order */
+    if (!c->wq) {
+        c->wq = c->wq_tail = ch;
+    } else if (c->wq_prio || c->wq_off) {
+        /* after earlier control frames (order kept), or after the chunk
+           being written */
+        zk__chunk *after = c->wq_prio ? c->wq_prio : c->wq;
+        ch->next = after->next;
+        after->next = ch;
+        if (c->wq_tail == after) c->wq_tail = ch;
+    } else {
+        ch->next = c->wq;
+        c->wq = ch;
+    }
+    c->wq_prio = ch;
+    c->wq_bytes += len;
+    zk__conn_schedule_flush(c);
+    return 0;
+}
+
+ZK__PRIVATE void zk__wq_clear(zk_conn *c) {
+    zk__chunk *ch = c->wq;
+    while (ch) {
+        zk__chunk *next = ch->next;
+        ZK_FREE(ch);
+        ch = next;
+    }
+    c->wq = c->wq_tail = c->wq_prio = NULL;
+    c->wq_bytes = c->wq_off = 0;
+}
+
+ZK__PRIVATE void zk__conn_free(zk_conn *c) {
+    zk_timer_stop(&c->timer);
+    zk__work_cancel(c->loop, &c->flush);
+    zk__wq_clear(c);
+    zk_ws_free(&c->ws);
+    if (c->rbuf) ZK_FREE(c->rbuf);
+    if (c->client) {
+        ZK_FREE(c->client->strings);
+        ZK_FREE(c->client);
+    }
+    ZK_FREE(c);
+}
+
+/* Frees the connection once its transport is closed and no handler of ours
+   is running with it on the stack. */
+ZK__PRIVATE void zk__conn_release(zk_conn *c) {
+    if (c->busy == 0 && c->state == ZK__C_GONE) zk__conn_free(c);
+}
+
+ZK__PRIVATE void zk__server_check_done(zk_server *s);
+
+/* Tells the user once that the connection is over. */
+ZK__PRIVATE void zk__conn_notify(zk_conn *c, int code, zk_str reason, int clean) {
+    if (c->notified) return;
+    c->notified = 1;
+    if (c->opened || c->client) {
+        c->busy++;
+        if (c->cb && c->cb->on_close) c->cb->on_close(c, code, reason, clean);
+        c->busy--;
+    }
+}
+
+/* Closes the transport now. */
+ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
+    zk_server *s = c->server;
+    if (c->state == ZK__C_GONE) return;
+    zk__conn_notify(c, code, zk_str_c(reason), 0);
+    c->state = ZK__C_GONE;
+    zk_timer_stop(&c->timer);
+    zk__work_cancel(c->loop, &c->flush);
+    if (c->stream) c->stream->ops->close(c->stream);
+    c->stream = NULL;
+    zk__wq_clear(c);
+    if (s) {
+        if (c->prev) c->prev->next = c->next;
+        else s->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        s->nconns--;
+        zk__server_check_done(s);
+    }
+    zk__conn_release(c);
+}
+
+/* The WebSocket part is over (close exchanged, failed, or an HTTP answer
+   queued): flush, then shut down our side and wait for the peer's end. */
+ZK__PRIVATE void zk__conn_linger(zk_conn *c, uint32_t timeout_ms) {
+    if (c->state >= ZK__C_LINGER) return;
+    c->state = ZK__C_LINGER;
+    zk__conn_arm(c, ZK__T_LINGER, timeout_ms);
+    zk__conn_schedule_flush(c);
+}
+
+ZK__PRIVATE uint32_t zk__close_timeout(const zk_conn *c) {
+    uint32_t t = c->server ? c->server->opts.close_timeout_ms : c->client->close_timeout_ms;
+    return t ? t : 3000;
+}
+
+ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
+    struct iovec iov[64];
+    long n;
+    int k;
+    if (c->state == ZK__C_GONE || !c->stream) return;
+    while (c->wq) {
+        zk__chunk *ch = c->wq;
+        for (k = 0; ch && k < 64; ch = ch->next, k++) {
+            size_t off = k == 0 ? c->wq_off : 0;
+            iov[k].iov_base = ZK__CHUNK_DATA(ch) + off;
+            iov[k].iov_len = ch->len - off;
+        }
+        n = c->stream->ops->writev(c->stream, iov, k);
+        if (n < 0) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "write failed");
+            return;
+        }
+        c->wq_bytes -= (size_t)n;
+        while (n > 0) {
+            ch = c->wq;
+            if ((size_t)n >= ch->len - c->wq_off) {
+                n -= (long)(ch->len - c->wq_off);
+                c->wq = ch->next;
+                if (!c->wq) c->wq_tail = NULL;
+                if (c->wq_prio == ch) c->wq_prio = NULL;
+                c->wq_off = 0;
+                ZK_FREE(ch);
+            } else {
+                c->wq_off += (size_t)n;
+                n = 0;
+            }
+        }
+        if (c->wq) break; /* short write: the socket is full */
+    }
+    if (c->wq && !c->write_blocked) {
+        c->write_blocked = 1;
+        c->stream->ops->want_write(c->stream, 1);
+    } else if (!c->wq && c->write_blocked) {
+        c->write_blocked = 0;
+        c->stream->ops->want_write(c->stream, 0);
+    }
+    if (c->want_drain && c->wq_bytes < c->high_water && c->state == ZK__C_OPEN) {
+        c->want_drain = 0;
+        if (c->cb && c->cb->on_drain) {
+            c->busy++;
+            c->cb->on_drain(c);
+            c->busy--;
+        }
+    }
+    if (!c->wq && c->state == ZK__C_LINGER && !c->shut && c->stream) {
+        c->shut = 1;
+        c->stream->ops->shutdown(c->stream);
+    }
+}
+
+ZK__PRIVATE void zk__conn_flush_work(zk__work *w) {
+    zk_conn *c = (zk_conn *)(void *)((char *)w - offsetof(zk_conn, flush));
+    c->busy++;
+    zk__conn_flush_now(c);
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE void zk__conn_timer(zk_timer *t) {
+    zk_conn *c = (zk_conn *)t->data;
+    uint64_t now = zk_loop_now(c->loop);
+    c->busy++;
+    switch (c->timer_what) {
+    case ZK__T_HANDSHAKE:
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, c->state == ZK__C_CONNECTING ? "connect timed out" : "handshake timed out");
+        break;
+    case ZK__T_IDLE: {
+        uint32_t idle = c->server->opts.idle_timeout_ms ? c->server->opts.idle_timeout_ms : 30000;
+        uint32_t wait = c->server->opts.pong_timeout_ms ? c->server->opts.pong_timeout_ms : 10000;
+        if (now - c->last_rx >= idle) {
+            unsigned char frame[8];
+            int n = zk_ws_send(&c->ws, frame, sizeof frame, ZK_WS_PING, NULL, 0, 1);
+            if (n > 0) zk__wq_priority(c, frame, (size_t)n);
+            zk__conn_arm(c, ZK__T_PONG, wait);
+        } else {
+            zk__conn_arm(c, ZK__T_IDLE, idle - (now - c->last_rx));
+        }
+        break;
+    }
+    case ZK__T_PONG: {
+        uint32_t idle = c->server->opts.idle_timeout_ms ? c->server->opts.idle_timeout_ms : 30000;
+        uint32_t wait = c->server->opts.pong_timeout_ms ? c->server->opts.pong_timeout_ms : 10000;
+        if (now - c->last_rx >= (uint64_t)wait) zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not answer a ping");
+        else zk__conn_arm(c, ZK__T_IDLE, idle);
+        break;
+    }
+    case ZK__T_CLOSE:
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "close handshake timed out");
+        break;
+    case ZK__T_LINGER:
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not close");
+        break;
+    default:
+        break;
+    }
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE zk_conn *zk__conn_new(zk_loop *loop, const zk_callbacks *cb, size_t max_message,
+                                  size_t high_water, size_t write_limit, int role) {
+    zk_conn *c = (zk_conn *)ZK_MALLOC(sizeof *c);
+    zk_ws_opts wo;
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    c->loop = loop;
+    c->cb = cb;
+    c->high_water = high_water ? high_water : (size_t)1 << 20;
+    c->write_limit = write_limit ? write_limit : c->high_water + ((size_t)16 << 20);
+    memset(&wo, 0, sizeof wo);
+    wo.role = role;
+    wo.max_message = max_message;
+    wo.mask_seed = zk_loop_random(loop);
+    zk_ws_init(&c->ws, &wo);
+    zk_timer_init(loop, &c->timer, zk__conn_timer, c);
+    c->flush.fn = zk__conn_flush_work;
+    c->last_rx = zk_loop_now(loop);
+    return c;
+}
+
+/* ---- sending ---- */
+
+ZK_API int zk_conn_send(zk_conn *c, const void *data, size_t len, int binary) {
+    size_t size;
+    unsigned char *p;
+    int n;
+    if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
+    if (!binary && !zk_utf8_valid(data, len)) return ZK_EINVAL;
+    size = zk_ws_frame_size(&c->ws, len);
+    if (size < len || c->wq_bytes + size > c->write_limit) return ZK_EBACKPRESSURE;
+    p = zk__wq_append(c, size);
+    if (!p) return ZK_ENOMEM;
+    n = zk_ws_send(&c->ws, p, size, binary ? ZK_WS_BINARY : ZK_WS_TEXT, data, len, 1);
+    ZK_ASSERT(n == (int)size);
+    (void)n;
+    if (c->wq_bytes >= c->high_water) {
+        c->want_drain = 1;
+        return ZK_SEND_BACKPRESSURE;
+    }
+    return ZK_SEND_OK;
+}
+
+ZK_API int zk_conn_ping(zk_conn *c, const void *data, size_t len) {
+    unsigned char frame[ZK_WS_MAX_CONTROL_FRAME];
+    int n;
+    if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
+    n = zk_ws_send(&c->ws, frame, sizeof frame, ZK_WS_PING, data, len, 1);
+    if (n < 0) return n;
+    return zk__wq_priority(c, frame, (size_t)n);
+}
+
+ZK_API int zk_conn_close(zk_conn *c, int code, const char *reason) {
+    size_t rlen = reason ? strlen(reason) : 0;
+    unsigned char frame[ZK_WS_MAX_CONTROL_FRAME];
+    unsigned char *p;
+    int n;
+    if (c->state == ZK__C_CONNECTING || c->state == ZK__C_HANDSHAKE || c->state == ZK__C_HTTP) {
+        zk__conn_gone(c, code ? code : ZK_CLOSE_ABNORMAL, reason ? reason : "closed before open");
+        return 0;
+    }
+    if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
+    n = zk_ws_close(&c->ws, frame, sizeof frame, code, reason, rlen);
+    if (n < 0) return n;
+    p = zk__wq_append(c, (size_t)n);
+    if (!p) return ZK_ENOMEM;
+    memcpy(p, frame, (size_t)n);
+    c->state = ZK__C_CLOSING;
+    zk__conn_arm(c, ZK__T_CLOSE, zk__close_timeout(c));
+    return 0;
+}
+
+ZK_API void zk_conn_abort(zk_conn *c) {
+    c->busy++;
+    zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "aborted");
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK_API int zk_conn_respond(zk_conn *c, int status, const zk_http_header *headers,
+                           size_t header_count, const void *body, size_t body_len) {
+    size_t cap = 512 + body_len;
+    unsigned char *p;
+    int n;
+    size_t i;
+    if (c->state != ZK__C_HTTP) return ZK_ECLOSED;
+    for (i = 0; i < header_count; i++) cap += headers[i].name.len + headers[i].value.len + 4;
+    p = zk__wq_append(c, cap);
+    if (!p) return ZK_ENOMEM;
+    n = zk_http_write_response((char *)p, cap, status, headers, header_count, body, body_len);
+    if (n < 0) {
+        c->wq_tail->len -= cap;
+        c->wq_bytes -= cap;
+        return n;
+    }
+    c->wq_tail->len -= cap - (size_t)n;
+    c->wq_bytes -= cap - (size_t)n;
+    zk__conn_linger(c, zk__close_timeout(c));
+    return 0;
+}
+
+ZK_API void zk_conn_set_data(zk_conn *c, void *data) { c->data = data; }
+ZK_API void *zk_conn_data(const zk_conn *c) { return c->data; }
+ZK_API size_t zk_conn_buffered(const zk_conn *c) { return c->wq_bytes; }
+ZK_API zk_server *zk_conn_server(const zk_conn *c) { return c->server; }
+ZK_API zk_loop *zk_conn_loop(const zk_conn *c) { return c->loop; }
+
+ZK_API zk_str zk_conn_protocol(const zk_conn *c) {
+    return zk_str_c(c->protocol);
+}
+
+ZK_API int zk_conn_peer(const zk_conn *c, char *out, size_t cap) {
+    if (!c->stream || cap == 0) return ZK_EINVAL;
+    return c->stream->ops->peer(c->stream, out, cap);
+}
+
+/* ---- receiving ---- */
+
+/* Handles bytes as a server waiting for the upgrade request. Returns bytes
+   consumed; the state tells whether to go on with frames. */
+ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t len) {
+    zk_server *s = c->server;
+    zk_http_request req;
+    zk_ws_upgrade up;
+    zk_http_limits limits;
+    char out[1024];
+    int n, rc, status;
+    memset(&limits, 0, sizeof limits);
+    n = zk_http_parse_request((const char *)buf, len, c->rseen, &req, &limits);
+    c->rseen = len;
+    if (n == ZK_EAGAIN) return 0;
+    if (n < 0) {
+        /* 400, 431 or 505, with what was wrong as the body */
+        c->state = ZK__C_HTTP;
+        zk_conn_respond(c, req.status, NULL, 0, req.error, strlen(req.error));
+        return len;
+    }
+    c->rseen = 0;
+    rc = zk_ws_upgrade_check(&req, s->opts.protocols, s->opts.protocol_count, &up);
+    if (rc == ZK_ENOTWS) {
+        c->state = ZK__C_HTTP;
+        zk__conn_arm(c, ZK__T_LINGER, s->opts.handshake_timeout_ms ? s->opts.handshake_timeout_ms : 10000);
+        if (s->opts.on_http) {
+            s->opts.on_http(c, &req);
+        } else {
+            static const char body[] = "this is a WebSocket endpoint\n";
+            zk_http_header h[1];
+            h[0].name = zk_str_c("Upgrade");
+            h[0].value = zk_str_c("websocket");
+            zk_conn_respond(c, 426, h, 1, body, sizeof body - 1);
+        }
+        return len; /* no pipelining: what follows the request is ignored */
+    }
+    if (rc != ZK_OK) {
+        n = zk_ws_upgrade_refuse(out, sizeof out, &up);
+        c->state = ZK__C_HTTP;
+        if (n > 0) {
+            unsigned char *p = zk__wq_append(c, (size_t)n);
+            if (p) memcpy(p, out, (size_t)n);
+        }
+        zk__conn_linger(c, zk__close_timeout(c));
+        return len;
+    }
+    status = s->opts.on_upgrade ? s->opts.on_upgrade(c, &req, &up) : 0;
+    if (c->state == ZK__C_GONE) return len;
+    if (status) {
+        const char *text = zk_http_status_text(status);
+        c->state = ZK__C_HTTP;
+        zk_conn_respond(c, status, NULL, 0, text, strlen(text));
+        return len;
+    }
+    rc = zk_ws_upgrade_accept(out, sizeof out, &up, NULL, 0);
+    if (rc < 0) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "could not write the upgrade answer");
+        return len;
+    }
+    memcpy(zk__wq_append(c, (size_t)rc), out, (size_t)rc);
+    c->protocol = up.protocol;
+    c->state = ZK__C_OPEN;
+    c->opened = 1;
+    zk__conn_arm(c, ZK__T_IDLE, s->opts.idle_timeout_ms ? s->opts.idle_timeout_ms : 30000);
+    if (c->cb && c->cb->on_open) c->cb->on_open(c, &req);
+    return (size_t)n;
+}
+
+/* Handles bytes as a client waiting for the upgrade answer. */
+ZK__PRIVATE size_t zk__client_handshake(zk_conn *c, unsigned char *buf, size_t len) {
+    zk_http_response res;
+    zk_str chosen;
+    const char *error = NULL;
+    size_t i;
+    int n = zk_http_parse_response((const char *)buf, len, c->rseen, &res, NULL);
+    c->rseen = len;
+    if (n == ZK_EAGAIN) return 0;
+    if (n < 0) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, res.error ? res.error : "malformed upgrade answer");
+        return len;
+    }
+    c->rseen = 0;
+    if (zk_ws_client_verify(&res, &c->client->hs, &chosen, &error) != ZK_OK) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, error);
+        return len;
+    }
+    for (i = 0; i < c->client->hs.protocol_count; i++)
+        if (chosen.len && zk_str_eq_nocase(chosen, c->client->protocols[i])) c->protocol = c->client->protocols[i];
+    c->state = ZK__C_OPEN;
+    c->opened = 1;
+    zk__conn_arm(c, ZK__T_NONE, 0);
+    if (c->cb && c->cb->on_open) c->cb->on_open(c, NULL);
+    return (size_t)n;
+}
+
+/* Feeds frames to the engine and acts on each event. Returns bytes used. */
+ZK__PRIVATE size_t zk__conn_frames(zk_conn *c, unsigned char *buf, size_t len) {
+    size_t at = 0;
+    while (at < len && c->state != ZK__C_GONE && c->state != ZK__C_LINGER) {
+        zk_ws_event ev;
+        size_t used = zk_ws_feed(&c->ws, buf + at, len - at, &ev);
+        at += used;
+        if (ev.reply_len) {
+            if (ev.type == ZK_WS_EV_PING) {
+                /* a peer that pings faster than it reads gets no more pongs
+                   than fit under the high-water mark (RFC 6455 5.5.3) */
+                if (c->wq_bytes < c->high_water) zk__wq_priority(c, ev.reply, ev.reply_len);
+            } else {
+                unsigned char *p = zk__wq_append(c, ev.reply_len);
+                if (p) memcpy(p, ev.reply, ev.reply_len);
+            }
+        }
+        switch (ev.type) {
+        case ZK_WS_EV_TEXT:
+        case ZK_WS_EV_BINARY:
+            if (c->cb && c->cb->on_message) c->cb->on_message(c, ev.data, ev.type == ZK_WS_EV_BINARY);
+            break;
+        case ZK_WS_EV_PONG:
+            if (c->cb && c->cb->on_pong) c->cb->on_pong(c, ev.data);
+            break;
+        case ZK_WS_EV_CLOSE:
+            zk__conn_notify(c, ev.code, ev.data, 1);
+            zk__conn_linger(c, zk__close_timeout(c));
+            return len;
+        case ZK_WS_EV_ERROR:
+            zk__conn_notify(c, ev.code, zk_str_c(ev.error), 0);
+            zk__conn_linger(c, zk__close_timeout(c));
+            return len;
+        default:
+            break;
+        }
+        if (!used && ev.type == ZK_WS_EV_NONE) break;
+    }
+    return at;
+}
+
+/* The loop's shared read buffer, with room for the leftover and a read. */
+ZK__PRIVATE unsigned char *zk__read_buffer(zk_loop *loop, size_t need) {
+    if (loop->rbuf_cap < need) {
+        unsigned char *p = (unsigned char *)ZK_REALLOC(loop->rbuf, need);
+        if (!p) return NULL;
+        loop->rbuf = p;
+        loop->rbuf_cap = need;
+    }
+    return loop->rbuf;
+}
+
+ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
+    int reads;
+    c->busy++;
+    for (reads = 0; reads < ZK__READS_PER_EVENT && c->stream; reads++) {
+        size_t have = c->rlen, used;
+        unsigned char *buf = zk__read_buffer(c->loop, have + ZK__READ_BUFFER);
+        long n;
+        if (!buf) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
+            break;
+        }
+        if (have) memcpy(buf, c->rbuf, have);
+        n = c->stream->ops->read(c->stream, buf + have, ZK__READ_BUFFER);
+        if (n == ZK_EAGAIN) break;
+        if (n <= 0) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, n == 0 ? "connection closed by peer" : "connection reset");
+            break;
+        }
+        c->last_rx = zk_loop_now(c->loop);
+        have += (size_t)n;
+        used = 0;
+        if (c->state == ZK__C_HANDSHAKE) {
+            used = c->server ? zk__server_handshake(c, buf, have) : zk__client_handshake(c, buf, have);
+        }
+        if (c->state == ZK__C_OPEN || c->state == ZK__C_CLOSING) used += zk__conn_frames(c, buf + used, have - used);
+        else if (c->state != ZK__C_HANDSHAKE) used = have; /* HTTP answered, lingering: discard */
+        /* keep what was not consumed for the next read */
+        have -= used;
+        if (have > c->rlen || !have) {
+            if (c->rbuf) ZK_FREE(c->rbuf);
+            c->rbuf = NULL;
+            if (have) {
+                c->rbuf = (unsigned char *)ZK_MALLOC(have);
+                if (!c->rbuf) {
+                    zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
+                    break;
+                }
+            }
+        }
+        if (have) memcpy(c->rbuf, buf + used, have);
+        c->rlen = have;
+        if (!c->stream || ((size_t)n < ZK__READ_BUFFER && !c->stream->loopback)) break; /* drained */
+    }
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE void zk__conn_writable(zk_conn *c) {
+    c->busy++;
+    zk__conn_flush_now(c);
+    c->busy--;
+    zk__conn_release(c);
+}
+
+/* ---- TCP ---- */
+
+typedef struct zk__tcp {
+    zk__stream base;
+    zk__io io;
+    zk_loop *loop;
+    int connecting;
+} zk__tcp;
+
+ZK__PRIVATE zk__tcp *zk__tcp_of(zk__stream *s) { return (zk__tcp *)(void *)s; }
+
+ZK__PRIVATE long zk__tcp_read(zk__stream *s, void *buf, size_t cap) {
+    ssize_t n;
+    do {
+        n = recv(zk__tcp_of(s)->io.fd, buf, cap, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) return (long)n;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? ZK_EAGAIN : ZK_EIO;
+}
+
+ZK__PRIVATE long zk__tcp_writev(zk__stream *s, const struct iovec *iov, int n) {
+    struct msghdr m;
+    ssize_t w;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = (struct iovec *)(void *)iov;
+    m.msg_iovlen = (size_t)n;
+    do {
+        w = sendmsg(zk__tcp_of(s)->io.fd, &m, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w >= 0) return (long)w;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : ZK_EIO;
+}
+
+ZK__PRIVATE void zk__tcp_want_write(zk__stream *s, int on) {
+    zk__tcp *t = zk__tcp_of(s);
+    zk__io_set(t->loop, &t->io, ZK__IO_READ | (on ? ZK__IO_WRITE : 0u));
+}
+
+ZK__PRIVATE void zk__tcp_shutdown(zk__stream *s) { shutdown(zk__tcp_of(s)->io.fd, SHUT_WR); }
+
+ZK__PRIVATE void zk__tcp_close(zk__stream *s) {
+    zk__tcp *t = zk__tcp_of(s);
+    zk__io_set(t->loop, &t->io, 0);
+    close(t->io.fd);
+    ZK_FREE(t);
+}
+
+ZK__PRIVATE int zk__format_addr(const struct sockaddr *sa, char *out, size_t cap) {
+    char host[INET6_ADDRSTRLEN];
+    int port, n;
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+        n = snprintf(out, cap, "[%s]:%d", host, port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+        n = snprintf(out, cap, "%s:%d", host, port);
+    }
+    return n < 0 || (size_t)n >= cap ? ZK_ENOSPACE : n;
+}
+
+ZK__PRIVATE int zk__tcp_peer(zk__stream *s, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(zk__tcp_of(s)->io.fd, (struct sockaddr *)&ss, &len) < 0) return ZK_EIO;
+    return zk__format_addr((struct sockaddr *)&ss, out, cap);
+}
+
+ZK__PRIVATE const zk__stream_ops zk__tcp_ops = {
+    zk__tcp_read, zk__tcp_writev, zk__tcp_want_write, zk__tcp_shutdown, zk__tcp_close, zk__tcp_peer
+};
+
+ZK__PRIVATE void zk__tcp_event(zk__io *io, unsigned events) {
+    zk__tcp *t = (zk__tcp *)(void *)((char *)io - offsetof(zk__tcp, io));
+    zk_conn *c = t->base.conn;
+    if (t->connecting) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (!(events & (ZK__IO_WRITE | ZK__IO_ERROR))) return;
+        if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        t->connecting = 0;
+        zk__io_set(t->loop, io, ZK__IO_READ);
+        zk__conn_connected(c, err);
+        return;
+    }
+    c->busy++;
+    if (events & ZK__IO_WRITE) zk__conn_writable(c);
+    if ((events & ZK__IO_READ) && c->state != ZK__C_GONE) zk__conn_readable(c);
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE void zk__tcp_tune(int fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifdef SO_NOSIGPIPE
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+}
+
+ZK__PRIVATE zk__tcp *zk__tcp_new(zk_loop *loop, int fd, zk_conn *c) {
+    zk__tcp *t = (zk__tcp *)ZK_MALLOC(sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->base.ops = &zk__tcp_ops;
+    t->base.conn = c;
+    t->loop = loop;
+    zk__io_init(&t->io, fd, zk__tcp_event);
+    c->stream = &t->base;
+    return t;
+}
+
+/* ---- loopback: an in-memory pair of streams ---- */
+
+typedef struct zk__lb_seg {
+    struct zk__lb_seg *next;
+    uint64_t due;      /* loop time it may be read */
+    size_t len, off;
+} zk__lb_seg;
+
+typedef struct zk__lb_end {
+    zk__stream base;
+    struct zk__lb_pair *pair;
+    int side;
+    zk__lb_seg *in, *in_tail; /* bytes written by the peer, not yet read */
+    size_t in_bytes;
+    int stalled, want_write, closed, shut_in; /* shut_in: the peer shut down */
+    zk__work readable, writable;
+    zk_timer due_timer;
+} zk__lb_end;
+
+typedef struct zk__lb_pair {
+    zk__lb_end end[2];
+    zk_loop *loop;
+    zk_loopback_opts opts;
+    int reset, silent, refs;
+} zk__lb_pair;
+
+ZK__PRIVATE zk__lb_end *zk__lb_of(zk__stream *s) { return (zk__lb_end *)(void *)s; }
+ZK__PRIVATE zk__lb_end *zk__lb_peer(zk__lb_end *e) { return &e->pair->end[!e->side]; }
+
+ZK__PRIVATE void zk__lb_segs_free(zk__lb_end *e) {
+    zk__lb_seg *g = e->in;
+    while (g) {
+        zk__lb_seg *next = g->next;
+        ZK_FREE(g);
+        g = next;
+    }
+    e->in = e->in_tail = NULL;
+    e->in_bytes = 0;
+}
+
+/* Bytes that have arrived (their delay passed) are readable. */
+ZK__PRIVATE int zk__lb_ready(zk__lb_end *e) {
+    if (e->pair->reset) return 1;
+    if (e->in) return e->in->due <= zk_loop_now(e->pair->loop);
+    return e->shut_in;
+}
+
+ZK__PRIVATE void zk__lb_poke(zk__lb_end *e) {
+    if (e->closed || e->stalled) return;
+    if (zk__lb_ready(e)) {
+        zk__work_queue(e->pair->loop, &e->readable);
+    } else if (e->in) {
+        uint64_t now = zk_loop_now(e->pair->loop);
+        zk_timer_start(&e->due_timer, e->in->due > now ? e->in->due - now : 0, 0);
+    }
+}
+
+ZK__PRIVATE void zk__lb_readable_work(zk__work *w) {
+    zk__lb_end *e = (zk__lb_end *)(void *)((char *)w - offsetof(zk__lb_end, readable));
+    if (!e->closed && e->base.conn) zk__conn_readable(e->base.conn);
+}
+
+ZK__PRIVATE void zk__lb_writable_work(zk__work *w) {
+    zk__lb_end *e = (zk__lb_end *)(void *)((char *)w - offsetof(zk__lb_end, writable));
+    if (!e->closed && e->want_write && e->base.conn) zk__conn_writable(e->base.conn);
+}
+
+ZK__PRIVATE void zk__lb_due(zk_timer *t) { zk__lb_poke((zk__lb_end *)t->data); }
+
+ZK__PRIVATE long zk__lb_read(zk__stream *s, void *buf, size_t cap) {
+    zk__lb_end *e = zk__lb_of(s), *peer = zk__lb_peer(e);
+    size_t chunk = e->pair->opts.chunk, got = 0;
+    uint64_t now = zk_loop_now(e->pair->loop);
+    if (e->pair->reset) return ZK_EIO;
+    if (e->stalled) return ZK_EAGAIN;
+    if (chunk && cap > chunk) cap = chunk;
+    while (e->in && got < cap && e->in->due <= now) {
+        zk__lb_seg *g = e->in;
+        size_t n = ZK__MIN(cap - got, g->len - g->off);
+        memcpy((unsigned char *)buf + got, (unsigned char *)(g + 1) + g->off, n);
+        g->off += n;
+        got += n;
+        e->in_bytes -= n;
+        if (g->off == g->len) {
+            e->in = g->next;
+            if (!e->in) e->in_tail = NULL;
+            ZK_FREE(g);
+        }
+    }
+    if (got && peer->want_write && !peer->closed) zk__work_queue(e->pair->loop, &peer->writable);
+    if (got) {
+        zk__lb_poke(e); /* level-triggered: more may be waiting */
+        return (long)got;
+    }
+    if (!e->in && e->shut_in) return 0;
+    zk__lb_poke(e);
+    return ZK_EAGAIN;
+}
+
+ZK__PRIVATE long zk__lb_writev(zk__stream *s, const struct iovec *iov, int n) {
+    zk__lb_end *e = zk__lb_of(s), *peer = zk__lb_peer(e);
+    zk__lb_pair *p = e->pair;
+    size_t cap = p->opts.capacity ? p->opts.capacity : (size_t)256 * 1024, total = 0, room;
+    zk__lb_seg *g;
+    int i;
+    if (p->reset || peer->closed) return ZK_EIO;
+    for (i = 0; i < n; i++) total += iov[i].iov_len;
+    if (p->silent) return (long)total; /* a pulled cable: gone without a trace */
+    room = peer->in_bytes < cap ? cap - peer->in_bytes : 0;
+    if (total > room) total = room;
+    if (total == 0) return 0;
+    g = (zk__lb_seg *)ZK_MALLOC(sizeof *g + total);
+    if (!g) return ZK_ENOMEM;
+    g->next = NULL;
+    g->due = zk_loop_now(p->loop) + p->opts.delay_ms;
+    g->len = total;
+    g->off = 0;
+    {
+        size_t at = 0;
+        for (i = 0; i < n && at < total; i++) {
+            size_t k = ZK__MIN(iov[i].iov_len, total - at);
+            memcpy((unsigned char *)(g + 1) + at, iov[i].iov_base, k);
+            at += k;
+        }
+    }
+    if (peer->in_tail) peer->in_tail->next = g;
+    else peer->in = g;
+    peer->in_tail = g;
+    peer->in_bytes += total;
+    zk__lb_poke(peer);
+    return (long)total;
+}
+
+ZK__PRIVATE void zk__lb_want_write(zk__stream *s, int on) {
+    zk__lb_end *e = zk__lb_of(s);
+    e->want_write = on;
+    if (on && !e->pair->silent && zk__lb_peer(e)->in_bytes <
+        (e->pair->opts.capacity ? e->pair->opts.capacity : (size_t)256 * 1024))
+        zk__work_queue(e->pair->loop, &e->writable);
+}
+
+ZK__PRIVATE void zk__lb_shutdown(zk__stream *s) {
+    zk__lb_end *peer = zk__lb_peer(zk__lb_of(s));
+    if (zk__lb_of(s)->pair->silent) return;
+    peer->shut_in = 1;
+    zk__lb_poke(peer);
+}
+
+ZK__PRIVATE void zk__lb_release(zk__lb_pair *p) {
+    if (--p->refs == 0) ZK_FREE(p);
+}
+
+ZK__PRIVATE void zk__lb_close(zk__stream *s) {
+    zk__lb_end *e = zk__lb_of(s), *peer = zk__lb_peer(e);
+    zk__lb_pair *p = e->pair;
+    e->closed = 1;
+    e->base.conn = NULL;
+    zk__work_cancel(p->loop, &e->readable);
+    zk__work_cancel(p->loop, &e->writable);
+    zk_timer_stop(&e->due_timer);
+    zk__lb_segs_free(e);
+    if (!peer->closed && !p->silent) {
+        peer->shut_in = 1; /* closing also ends our direction */
+        zk__lb_poke(peer);
+    }
+    zk__lb_release(p);
+}
+
+ZK__PRIVATE int zk__lb_peer_name(zk__stream *s, char *out, size_t cap) {
+    static const char name[] = "loopback";
+    (void)s;
+    if (cap < sizeof name) return ZK_ENOSPACE;
+    memcpy(out, name, sizeof name);
+    return (int)sizeof name - 1;
+}
+
+ZK__PRIVATE const zk__stream_ops zk__lb_ops = {
+    zk__lb_read, zk__lb_writev, zk__lb_want_write, zk__lb_shutdown, zk__lb_close, zk__lb_peer_name
+};
+
+ZK__PRIVATE zk__lb_pair *zk__lb_pair_new(zk_loop *loop, const zk_loopback_opts *opts) {
+    zk__lb_pair *p = (zk__lb_pair *)ZK_MALLOC(sizeof *p);
+    int i;
+    if (!p) return NULL;
+    memset(p, 0, sizeof *p);
+    p->loop = loop;
+    if (opts) p->opts = *opts;
+    p->refs = 2;
+    for (i = 0; i < 2; i++) {
+        zk__lb_end *e = &p->end[i];
+        e->base.ops = &zk__lb_ops;
+        e->base.loopback = 1;
+        e->pair = p;
+        e->side = i;
+        e->readable.fn = zk__lb_readable_work;
+        e->writable.fn = zk__lb_writable_work;
+        zk_timer_init(loop, &e->due_timer, zk__lb_due, e);
+    }
+    return p;
+}
+
+ZK__PRIVATE zk__lb_end *zk__lb_end_of(zk_conn *c) {
+    return c->stream && c->stream->loopback ? zk__lb_of(c->stream) : NULL;
+}
+
+ZK_API int zk_loopback_stall(zk_conn *c, int stalled) {
+    zk__lb_end *e = zk__lb_end_of(c);
+    if (!e) return ZK_EINVAL;
+    e->stalled = stalled;
+    if (!stalled) zk__lb_poke(e);
+    return 0;
+}
+
+ZK_API int zk_loopback_drop(zk_conn *c) {
+    zk__lb_end *e = zk__lb_end_of(c);
+    if (!e) return ZK_EINVAL;
+    e->pair->reset = 1;
+    zk__lb_segs_free(&e->pair->end[0]);
+    zk__lb_segs_free(&e->pair->end[1]);
+    zk__lb_poke(&e->pair->end[0]);
+    zk__lb_poke(&e->pair->end[1]);
+    return 0;
+}
+
+ZK_API int zk_loopback_silence(zk_conn *c, int silent) {
+    zk__lb_end *e = zk__lb_end_of(c);
+    if (!e) return ZK_EINVAL;
+    e->pair->silent = silent;
+    if (silent) { /* what was on the wire is lost too */
+        zk__lb_segs_free(&e->pair->end[0]);
+        zk__lb_segs_free(&e->pair->end[1]);
+    }
+    return 0;
+}
+
+/* ---- addresses ---- */
+
+/* Fills addr from a host (numeric v4/v6, "localhost", or a name looked up
+   with getaddrinfo, which blocks) and port. */
+ZK__PRIVATE int zk__resolve(const char *host, int port, struct sockaddr_storage *addr,
+                            socklen_t *len, int passive) {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)addr;
+    memset(addr, 0, sizeof *addr);
+    if (!host || !*host || strcmp(host, "localhost") == 0) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof *a4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *a6;
+        return 0;
+    }
+    {
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = passive ? AI_PASSIVE : 0;
+        if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return ZK_ENOTFOUND;
+        memcpy(addr, res->ai_addr, res->ai_addrlen);
+        *len = (socklen_t)res->ai_addrlen;
+        if (addr->ss_family == AF_INET) a4->sin_port = htons((uint16_t)port);
+        else a6->sin6_port = htons((uint16_t)port);
+        freeaddrinfo(res);
+        return 0;
+    }
+}
+
+/* ---- server ---- */
+
+ZK__PRIVATE void zk__server_add(zk_server *s, zk_conn *c) {
+    c->server = s;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+}
+
+ZK__PRIVATE zk_conn *zk__server_conn(zk_server *s) {
+    zk_conn *c = zk__conn_new(s->loop, &s->opts.cb, s->opts.max_message, s->opts.write_high_water,
+                              s->opts.write_limit, ZK_WS_SERVER);
+    if (!c) return NULL;
+    c->state = ZK__C_HANDSHAKE;
+    zk__server_add(s, c);
+    zk__conn_arm(c, ZK__T_HANDSHAKE, s->opts.handshake_timeout_ms ? s->opts.handshake_timeout_ms : 10000);
+    return c;
+}
+
+ZK__PRIVATE void zk__server_accept(zk__io *io, unsigned events) {
+    zk_server *s = (zk_server *)(void *)((char *)io - offsetof(zk_server, io));
+    int i;
+    (void)events;
+    for (i = 0; i < 64; i++) {
+        zk_conn *c;
+        zk__tcp *t;
+        int fd = accept(s->fd, NULL, NULL);
+        if (fd < 0) break; /* EAGAIN, or out of descriptors: try again later */
+        if (zk__set_nonblock(fd) < 0 || s->shutting_down ||
+            (s->opts.max_connections && s->nconns >= s->opts.max_connections)) {
+            close(fd);
+            continue;
+        }
+        zk__tcp_tune(fd);
+        c = zk__server_conn(s);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        t = zk__tcp_new(s->loop, fd, c);
+        if (!t || zk__io_set(s->loop, &t->io, ZK__IO_READ) < 0) {
+            if (!t) close(fd);
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of resources");
+        }
+    }
+}
+
+ZK_API zk_server *zk_server_new(zk_loop *loop, const zk_server_opts *opts) {
+    zk_server *s = (zk_server *)ZK_MALLOC(sizeof *s);
+    if (!s) return NULL;
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    if (opts) s->opts = *opts;
+    s->fd = -1;
+    zk_timer_init(loop, &s->shutdown_timer, NULL, s);
+    return s;
+}
+
+ZK_API int zk_server_listen(zk_server *s) {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int one = 1, rc, fd;
+    if (s->fd >= 0) return ZK_EINVAL;
+    rc = zk__resolve(s->opts.host, s->opts.port, &addr, &len, 1);
+    if (rc < 0) return rc == ZK_ENOTFOUND ? ZK_EINVAL : rc;
+    fd = socket(addr.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) return ZK_EIO;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&addr, len) < 0) {
+        rc = errno == EADDRINUSE ? ZK_EADDRINUSE : ZK_EIO;
+        close(fd);
+        return rc;
+    }
+    if (listen(fd, s->opts.backlog ? s->opts.backlog : 511) < 0 || zk__set_nonblock(fd) < 0) {
+        close(fd);
+        return ZK_EIO;
+    }
+    len = sizeof addr;
+    getsockname(fd, (struct sockaddr *)&addr, &len);
+    s->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)(void *)&addr)->sin6_port
+                                               : ((struct sockaddr_in *)(void *)&addr)->sin_port);
+    s->fd = fd;
+    zk__io_init(&s->io, fd, zk__server_accept);
+    rc = zk__io_set(s->loop, &s->io, ZK__IO_READ);
+    if (rc < 0) {
+        close(fd);
+        s->fd = -1;
+        return rc;
+    }
+    return 0;
+}
+
+ZK_API int zk_server_port(const zk_server *s) { return s->port; }
+ZK_API size_t zk_server_connections(const zk_server *s) { return s->nconns; }
+ZK_API void *zk_server_data(const zk_server *s) { return s->opts.data; }
+ZK_API zk_loop *zk_server_loop(const zk_server *s) { return s->loop; }
+
+ZK__PRIVATE void zk__server_stop_listening(zk_server *s) {
+    if (s->fd < 0) return;
+    zk__io_set(s->loop, &s->io, 0);
+    close(s->fd);
+    s->fd = -1;
+}
+
+ZK__PRIVATE void zk__server_check_done(zk_server *s) {
+    if (s->shutting_down == 1 && s->nconns == 0) {
+        s->shutting_down = 2;
+        zk_timer_stop(&s->shutdown_timer);
+        if (s->shutdown_done) s->shutdown_done(s);
+    }
+}
+
+ZK__PRIVATE void zk__server_shutdown_timeout(zk_timer *t) {
+    zk_server *s = (zk_server *)t->data;
+    while (s->conns) zk_conn_abort(s->conns);
+}
+
+ZK_API void zk_server_shutdown(zk_server *s, uint32_t timeout_ms, void (*done)(zk_server *s)) {
+    zk_conn *c, *next;
+    if (s->shutting_down) return;
+    zk__server_stop_listening(s);
+    s->shutting_down = 1;
+    s->shutdown_done = done;
+    s->shutdown_timer.fn = zk__server_shutdown_timeout;
+    zk_timer_start(&s->shutdown_timer, timeout_ms ? timeout_ms : 5000, 0);
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if (c->state == ZK__C_OPEN) zk_conn_close(c, ZK_CLOSE_GOING_AWAY, "server shutting down");
+        else if (c->state == ZK__C_HANDSHAKE) zk_conn_abort(c);
+    }
+    zk__server_check_done(s);
+}
+
+ZK_API void zk_server_free(zk_server *s) {
+    if (!s) return;
+    zk__server_stop_listening(s);
+    s->shutting_down = 2;
+    zk_timer_stop(&s->shutdown_timer);
+    while (s->conns) zk_conn_abort(s->conns);
+    ZK_FREE(s);
+}
+
+/* ---- client ---- */
+
+/* Splits ws://host[:port][/path][?query]. */
+ZK__PRIVATE int zk__parse_url(const char *url, char *host, size_t host_cap, int *port,
+                              const char **path) {
+    const char *p, *h, *e;
+    size_t n;
+    if (strncmp(url, "ws://", 5) != 0) return ZK_EINVAL;
+    p = url + 5;
+    if (*p == '[') {
+        h = ++p;
+        while (*p && *p != ']') p++;
+        if (*p != ']') return ZK_EINVAL;
+        e = p++;
+    } else {
+        h = p;
+        while (*p && *p != ':' && *p != '/' && *p != '?') p++;
+        e = p;
+    }
+    n = (size_t)(e - h);
+    if (n == 0 || n >= host_cap) return ZK_EINVAL;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = 80;
+    if (*p == ':') {
+        long v = 0;
+        p++;
+        if (*p < '0' || *p > '9') return ZK_EINVAL;
+        while (*p >= '0' && *p <= '9') {
+            v = v * 10 + (*p++ - '0');
+            if (v > 65535) return ZK_EINVAL;
+        }
+        if (v == 0) return ZK_EINVAL;
+        *port = (int)v;
+    }
+    if (*p && *p != '/' && *p != '?') return ZK_EINVAL;
+    *path = p;
+    return 0;
+}
+
+/* Copies what the client needs after connect returns into one block. */
+ZK__PRIVATE zk__client *zk__client_new(zk_loop *loop, const zk_client_opts *o, const char *host,
+                                       int port, const char *path, int *err) {
+    zk__client *cl = (zk__client *)ZK_MALLOC(sizeof *cl);
+    size_t need = strlen(host) + 16 + strlen(path) + 2 + (o->origin ? strlen(o->origin) + 1 : 0), i;
+    char *w;
+    int v6 = strchr(host, ':') != NULL;
+    if (!cl) { *err = ZK_ENOMEM; return NULL; }
+    memset(cl, 0, sizeof *cl);
+    if (o->protocol_count > 8) { ZK_FREE(cl); *err = ZK_EINVAL; return NULL; }
+    for (i = 0; i < o->protocol_count; i++) need += strlen(o->protocols[i]) + 1;
+    need += o->header_count * sizeof(zk_http_header) + sizeof(zk_http_header);
+    for (i = 0; i < o->header_count; i++) need += o->headers[i].name.len + o->headers[i].value.len;
+    cl->strings = (char *)ZK_MALLOC(need);
+    if (!cl->strings) { ZK_FREE(cl); *err = ZK_ENOMEM; return NULL; }
+    /* headers first: the block is malloc-aligned */
+    cl->headers = (zk_http_header *)(void *)cl->strings;
+    w = cl->strings + o->header_count * sizeof(zk_http_header) + sizeof(zk_http_header);
+    for (i = 0; i < o->header_count; i++) {
+        memcpy(w, o->headers[i].name.ptr, o->headers[i].name.len);
+        cl->headers[i].name.ptr = w;
+        cl->headers[i].name.len = o->headers[i].name.len;
+        w += o->headers[i].name.len;
+        memcpy(w, o->headers[i].value.ptr, o->headers[i].value.len);
+        cl->headers[i].value.ptr = w;
+        cl->headers[i].value.len = o->headers[i].value.len;
+        w += o->headers[i].value.len;
+    }
+    cl->hs.headers = cl->headers;
+    cl->hs.header_count = o->header_count;
+    cl->hs.host = w;
+    w += port == 80 ? sprintf(w, v6 ? "[%s]" : "%s", host) : sprintf(w, v6 ? "[%s]:%d" : "%s:%d", host, port);
+    w++;
+    cl->hs.path = w;
+    w += sprintf(w, "%s%s", *path == '/' ? "" : "/", path) + 1;
+    if (o->origin) {
+        cl->hs.origin = w;
+        w += sprintf(w, "%s", o->origin) + 1;
+    }
+    for (i = 0; i < o->protocol_count; i++) {
+        cl->protocols[i] = w;
+        w += sprintf(w, "%s", o->protocols[i]) + 1;
+    }
+    cl->hs.protocols = cl->protocols;
+    cl->hs.protocol_count = o->protocol_count;
+    zk_loop_random_bytes(loop, cl->hs.key, 16);
+    cl->cb = o->cb;
+    cl->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 10000;
+    cl->close_timeout_ms = o->close_timeout_ms ? o->close_timeout_ms : 3000;
+    return cl;
+}
+
+/* TCP is up (err 0) or failed: send the upgrade request. */
+ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
+    char req[4096];
+    unsigned char *p;
+    int n;
+    c->busy++;
+    if (err) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, err == ECONNREFUSED ? "connection refused" : "connect failed");
+    } else {
+        n = zk_ws_client_request(req, sizeof req, &c->client->hs);
+        if (n < 0 || !(p = zk__wq_append(c, (size_t)n))) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, n == ZK_EINVAL ? "invalid request header" : "upgrade request too large");
+        } else {
+            memcpy(p, req, (size_t)n);
+            c->state = ZK__C_HANDSHAKE;
+        }
+    }
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int resolve, int *err) {
+    char host[256];
+    const char *path;
+    int port, rc;
+    zk_conn *c;
+    zk__client *cl;
+    if (!o || !o->url) { *err = ZK_EINVAL; return NULL; }
+    rc = zk__parse_url(o->url, host, sizeof host, &port, &path);
+    if (rc < 0) { *err = rc; return NULL; }
+    cl = zk__client_new(loop, o, host, port, path, err);
+    if (!cl) return NULL;
+    c = zk__conn_new(loop, &cl->cb, o->max_message, o->write_high_water, o->write_limit, ZK_WS_CLIENT);
+    if (!c) {
+        ZK_FREE(cl->strings);
+        ZK_FREE(cl);
+        *err = ZK_ENOMEM;
+        return NULL;
+    }
+    c->client = cl;
+    c->data = o->data;
+    c->state = ZK__C_CONNECTING;
+    rc = resolve ? zk__resolve(host, port, &cl->addr, &cl->addr_len, 0) : 0;
+    if (rc < 0) {
+        zk__conn_free(c);
+        *err = rc;
+        return NULL;
+    }
+    zk__conn_arm(c, ZK__T_HANDSHAKE, cl->connect_timeout_ms);
+    return c;
+}
+
+ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err) {
+    int dummy, fd, rc;
+    zk_conn *c;
+    zk__tcp *t;
+    if (!err) err = &dummy;
+    *err = 0;
+    c = zk__client_conn(loop, opts, 1, err);
+    if (!c) return NULL;
+    fd = socket(c->client->addr.ss_family, SOCK_STREAM, 0);
+    if (fd < 0 || zk__set_nonblock(fd) < 0) {
+        if (fd >= 0) close(fd);
+        zk__conn_free(c);
+        *err = ZK_EIO;
+        return NULL;
+    }
+    zk__tcp_tune(fd);
+    t = zk__tcp_new(loop, fd, c);
+    if (!t) {
+        close(fd);
+        zk__conn_free(c);
+        *err = ZK_ENOMEM;
+        return NULL;
+    }
+    rc = connect(fd, (struct sockaddr *)&c->client->addr, c->client->addr_len);
+    if (rc == 0) {
+        zk__io_set(loop, &t->io, ZK__IO_READ);
+        zk__conn_connected(c, 0);
+    } else if (errno == EINPROGRESS) {
+        t->connecting = 1;
+        zk__io_set(loop, &t->io, ZK__IO_WRITE);
+    } else {
+        /* refused at once (a closed local port): report it on the loop */
+        t->connecting = 1;
+        zk__io_set(loop, &t->io, ZK__IO_WRITE);
+    }
+    return c;
+}
+
+ZK_API zk_conn *zk_loopback_connect(zk_server *s, const zk_client_opts *copts,
+                                    const zk_loopback_opts *fault, int *err) {
+    int dummy;
+    zk_conn *c, *sc;
+    zk__lb_pair *p;
+    if (!err) err = &dummy;
+    *err = 0;
+    c = zk__client_conn(s->loop, copts, 0, err);
+    if (!c) return NULL;
+    p = zk__lb_pair_new(s->loop, fault);
+    sc = p && !s->shutting_down ? zk__server_conn(s) : NULL;
+    if (!sc) {
+        if (p) ZK_FREE(p);
+        zk__conn_free(c);
+        *err = s->shutting_down ? ZK_ECLOSED : ZK_ENOMEM;
+        return NULL;
+    }
+    c->stream = &p->end[0].base;
+    p->end[0].base.conn = c;
+    sc->stream = &p->end[1].base;
+    p->end[1].base.conn = sc;
+    zk__conn_connected(c, 0);
+    return c;
 }
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */

@@ -1,4 +1,4 @@
-#include "ws.h"
+#include "net.h"
 
 #ifdef __cplusplus
 }

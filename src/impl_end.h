@@ -1,4 +1,4 @@
-#include "ws.c"
+#include "net.c"
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */
 

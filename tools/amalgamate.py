@@ -22,6 +22,8 @@ PARTS = [
     "src/common.h",
     "src/http.h",
     "src/ws.h",
+    "src/loop.h",
+    "src/net.h",
     # implementation (under ZOCKET_IMPLEMENTATION)
     "src/impl_begin.h",
     "src/common.c",
@@ -30,6 +32,8 @@ PARTS = [
     "src/utf8.c",
     "src/http.c",
     "src/ws.c",
+    "src/loop.c",
+    "src/net.c",
     "src/impl_end.h",
 ]
 

@@ -1,0 +1,1419 @@
+#include "loop.c"
+/* >>net implementation --------------------------------------------------- */
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0 /* BSD/macOS: SO_NOSIGPIPE is set on the socket instead */
+#endif
+
+#define ZK__READ_BUFFER (64u * 1024u) /* the loop's shared read buffer */
+#define ZK__CHUNK (16u * 1024u)       /* write-queue chunk */
+#define ZK__CHUNK_CACHE 64            /* spare chunks a loop keeps */
+#define ZK__READS_PER_EVENT 8         /* fairness: reads per readiness event */
+
+/* ---- streams: what a connection reads from and writes to ---- */
+
+typedef struct zk__stream zk__stream;
+typedef struct zk__stream_ops {
+    /* > 0 bytes read, 0 at end of stream, ZK_EAGAIN when nothing now, or an error */
+    long (*read)(zk__stream *s, void *buf, size_t cap);
+    /* bytes taken (0: would block) or an error */
+    long (*writev)(zk__stream *s, const struct iovec *iov, int n);
+    void (*want_write)(zk__stream *s, int on);
+    void (*shutdown)(zk__stream *s); /* no more writes: the peer reads end of stream */
+    void (*close)(zk__stream *s);    /* release; no callbacks after this */
+    int (*peer)(zk__stream *s, char *out, size_t cap);
+} zk__stream_ops;
+
+struct zk__stream {
+    const zk__stream_ops *ops;
+    zk_conn *conn;
+    int loopback;
+};
+
+ZK__PRIVATE void zk__conn_readable(zk_conn *c);
+ZK__PRIVATE void zk__conn_writable(zk_conn *c);
+ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err);
+
+/* ---- the write queue ---- */
+
+typedef struct zk__chunk {
+    struct zk__chunk *next;
+    size_t len, cap;
+} zk__chunk;
+
+#define ZK__CHUNK_DATA(ch) ((unsigned char *)((ch) + 1))
+
+/* ---- connections ---- */
+
+enum {
+    ZK__C_CONNECTING, /* client: TCP connect under way */
+    ZK__C_HANDSHAKE,  /* upgrade request or answer under way */
+    ZK__C_HTTP,       /* server: a plain request waits for zk_conn_respond */
+    ZK__C_OPEN,
+    ZK__C_CLOSING,    /* we sent a close and wait for the peer's */
+    ZK__C_LINGER,     /* done: flush, shut down, wait for the peer's end */
+    ZK__C_GONE        /* transport closed */
+};
+
+enum { ZK__T_NONE, ZK__T_HANDSHAKE, ZK__T_IDLE, ZK__T_PONG, ZK__T_CLOSE, ZK__T_LINGER };
+
+typedef struct zk__client {
+    zk_ws_client_handshake hs;
+    char *strings;           /* host, path, origin and protocols, copied */
+    const char *protocols[8];
+    zk_callbacks cb;
+    zk_http_header *headers; /* copied into strings */
+    uint32_t connect_timeout_ms, close_timeout_ms;
+    size_t max_message;
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+} zk__client;
+
+struct zk_conn {
+    zk__stream *stream;
+    zk_loop *loop;
+    zk_server *server;          /* NULL on the client side */
+    zk__client *client;         /* NULL on the server side */
+    zk_conn *prev, *next;       /* the server's list */
+    const zk_callbacks *cb;
+    void *data;
+    zk_ws ws;
+    unsigned char *rbuf;        /* unconsumed input (partial head or frame) */
+    size_t rlen, rseen;
+    zk__chunk *wq, *wq_tail;
+    zk__chunk *wq_prio;         /* the last control frame queued ahead of data */
+    size_t wq_bytes, wq_off;    /* queued bytes; bytes of the head chunk written */
+    size_t high_water, write_limit;
+    zk_timer timer;
+    uint64_t last_rx;
+    zk__work flush;
+    const char *protocol;       /* chosen subprotocol, or NULL */
+    int busy;                   /* handlers running on the stack */
+    unsigned char state, timer_what, opened, notified, want_drain, shut, write_blocked;
+};
+
+struct zk_server {
+    zk_loop *loop;
+    zk_server_opts opts;
+    int fd, port;
+    zk__io io;
+    zk_conn *conns;
+    size_t nconns;
+    zk_timer shutdown_timer;
+    void (*shutdown_done)(zk_server *s);
+    int shutting_down;
+};
+
+/* spare chunks, per loop, in the loop's read buffer header would be odd: a
+   small static-free cache hangs off the loop through these two helpers */
+ZK__PRIVATE zk__chunk *zk__chunk_new(size_t need) {
+    size_t cap = need < ZK__CHUNK ? ZK__CHUNK : need;
+    zk__chunk *ch = (zk__chunk *)ZK_MALLOC(sizeof *ch + cap);
+    if (!ch) return NULL;
+    ch->next = NULL;
+    ch->len = 0;
+    ch->cap = cap;
+    return ch;
+}
+
+ZK__PRIVATE void zk__conn_arm(zk_conn *c, int what, uint64_t ms) {
+    c->timer_what = (unsigned char)what;
+    if (what == ZK__T_NONE) zk_timer_stop(&c->timer);
+    else zk_timer_start(&c->timer, ms, 0);
+}
+
+ZK__PRIVATE void zk__conn_schedule_flush(zk_conn *c) {
+    if (c->state != ZK__C_GONE) zk__work_queue(c->loop, &c->flush);
+}
+
+/* Reserves len bytes at the end of the queue. */
+ZK__PRIVATE unsigned char *zk__wq_append(zk_conn *c, size_t len) {
+    zk__chunk *t = c->wq_tail;
+    unsigned char *p;
+    if (!t || t->cap - t->len < len) {
+        t = zk__chunk_new(len);
+        if (!t) return NULL;
+        if (c->wq_tail) c->wq_tail->next = t;
+        else c->wq = t;
+        c->wq_tail = t;
+    }
+    p = ZK__CHUNK_DATA(t) + t->len;
+    t->len += len;
+    c->wq_bytes += len;
+    zk__conn_schedule_flush(c);
+    return p;
+}
+
+/* Queues a control frame ahead of queued data (at the first frame boundary
+   not yet started): a pong is never stuck behind a backlog. */
+ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len) {
+    zk__chunk *ch = zk__chunk_new(len);
+    if (!ch) return ZK_ENOMEM;
+    memcpy(ZK__CHUNK_DATA(ch), frame, len);
+    ch->len = len;
+    ch->cap = len; /* nothing else goes in: the data after it stays in order */
+    if (!c->wq) {
+        c->wq = c->wq_tail = ch;
+    } else if (c->wq_prio || c->wq_off) {
+        /* after earlier control frames (order kept), or after the chunk
+           being written */
+        zk__chunk *after = c->wq_prio ? c->wq_prio : c->wq;
+        ch->next = after->next;
+        after->next = ch;
+        if (c->wq_tail == after) c->wq_tail = ch;
+    } else {
+        ch->next = c->wq;
+        c->wq = ch;
+    }
+    c->wq_prio = ch;
+    c->wq_bytes += len;
+    zk__conn_schedule_flush(c);
+    return 0;
+}
+
+ZK__PRIVATE void zk__wq_clear(zk_conn *c) {
+    zk__chunk *ch = c->wq;
+    while (ch) {
+        zk__chunk *next = ch->next;
+        ZK_FREE(ch);
+        ch = next;
+    }
+    c->wq = c->wq_tail = c->wq_prio = NULL;
+    c->wq_bytes = c->wq_off = 0;
+}
+
+ZK__PRIVATE void zk__conn_free(zk_conn *c) {
+    zk_timer_stop(&c->timer);
+    zk__work_cancel(c->loop, &c->flush);
+    zk__wq_clear(c);
+    zk_ws_free(&c->ws);
+    if (c->rbuf) ZK_FREE(c->rbuf);
+    if (c->client) {
+        ZK_FREE(c->client->strings);
+        ZK_FREE(c->client);
+    }
+    ZK_FREE(c);
+}
+
+/* Frees the connection once its transport is closed and no handler of ours
+   is running with it on the stack. */
+ZK__PRIVATE void zk__conn_release(zk_conn *c) {
+    if (c->busy == 0 && c->state == ZK__C_GONE) zk__conn_free(c);
+}
+
+ZK__PRIVATE void zk__server_check_done(zk_server *s);
+
+/* Tells the user once that the connection is over. */
+ZK__PRIVATE void zk__conn_notify(zk_conn *c, int code, zk_str reason, int clean) {
+    if (c->notified) return;
+    c->notified = 1;
+    if (c->opened || c->client) {
+        c->busy++;
+        if (c->cb && c->cb->on_close) c->cb->on_close(c, code, reason, clean);
+        c->busy--;
+    }
+}
+
+/* Closes the transport now. */
+ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
+    zk_server *s = c->server;
+    if (c->state == ZK__C_GONE) return;
+    zk__conn_notify(c, code, zk_str_c(reason), 0);
+    c->state = ZK__C_GONE;
+    zk_timer_stop(&c->timer);
+    zk__work_cancel(c->loop, &c->flush);
+    if (c->stream) c->stream->ops->close(c->stream);
+    c->stream = NULL;
+    zk__wq_clear(c);
+    if (s) {
+        if (c->prev) c->prev->next = c->next;
+        else s->conns = c->next;
+        if (c->next) c->next->prev = c->prev;
+        c->prev = c->next = NULL;
+        s->nconns--;
+        zk__server_check_done(s);
+    }
+    zk__conn_release(c);
+}
+
+/* The WebSocket part is over (close exchanged, failed, or an HTTP answer
+   queued): flush, then shut down our side and wait for the peer's end. */
+ZK__PRIVATE void zk__conn_linger(zk_conn *c, uint32_t timeout_ms) {
+    if (c->state >= ZK__C_LINGER) return;
+    c->state = ZK__C_LINGER;
+    zk__conn_arm(c, ZK__T_LINGER, timeout_ms);
+    zk__conn_schedule_flush(c);
+}
+
+ZK__PRIVATE uint32_t zk__close_timeout(const zk_conn *c) {
+    uint32_t t = c->server ? c->server->opts.close_timeout_ms : c->client->close_timeout_ms;
+    return t ? t : 3000;
+}
+
+ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
+    struct iovec iov[64];
+    long n;
+    int k;
+    if (c->state == ZK__C_GONE || !c->stream) return;
+    while (c->wq) {
+        zk__chunk *ch = c->wq;
+        for (k = 0; ch && k < 64; ch = ch->next, k++) {
+            size_t off = k == 0 ? c->wq_off : 0;
+            iov[k].iov_base = ZK__CHUNK_DATA(ch) + off;
+            iov[k].iov_len = ch->len - off;
+        }
+        n = c->stream->ops->writev(c->stream, iov, k);
+        if (n < 0) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "write failed");
+            return;
+        }
+        c->wq_bytes -= (size_t)n;
+        while (n > 0) {
+            ch = c->wq;
+            if ((size_t)n >= ch->len - c->wq_off) {
+                n -= (long)(ch->len - c->wq_off);
+                c->wq = ch->next;
+                if (!c->wq) c->wq_tail = NULL;
+                if (c->wq_prio == ch) c->wq_prio = NULL;
+                c->wq_off = 0;
+                ZK_FREE(ch);
+            } else {
+                c->wq_off += (size_t)n;
+                n = 0;
+            }
+        }
+        if (c->wq) break; /* short write: the socket is full */
+    }
+    if (c->wq && !c->write_blocked) {
+        c->write_blocked = 1;
+        c->stream->ops->want_write(c->stream, 1);
+    } else if (!c->wq && c->write_blocked) {
+        c->write_blocked = 0;
+        c->stream->ops->want_write(c->stream, 0);
+    }
+    if (c->want_drain && c->wq_bytes < c->high_water && c->state == ZK__C_OPEN) {
+        c->want_drain = 0;
+        if (c->cb && c->cb->on_drain) {
+            c->busy++;
+            c->cb->on_drain(c);
+            c->busy--;
+        }
+    }
+    if (!c->wq && c->state == ZK__C_LINGER && !c->shut && c->stream) {
+        c->shut = 1;
+        c->stream->ops->shutdown(c->stream);
+    }
+}
+
+ZK__PRIVATE void zk__conn_flush_work(zk__work *w) {
+    zk_conn *c = (zk_conn *)(void *)((char *)w - offsetof(zk_conn, flush));
+    c->busy++;
+    zk__conn_flush_now(c);
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE void zk__conn_timer(zk_timer *t) {
+    zk_conn *c = (zk_conn *)t->data;
+    uint64_t now = zk_loop_now(c->loop);
+    c->busy++;
+    switch (c->timer_what) {
+    case ZK__T_HANDSHAKE:
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, c->state == ZK__C_CONNECTING ? "connect timed out" : "handshake timed out");
+        break;
+    case ZK__T_IDLE: {
+        uint32_t idle = c->server->opts.idle_timeout_ms ? c->server->opts.idle_timeout_ms : 30000;
+        uint32_t wait = c->server->opts.pong_timeout_ms ? c->server->opts.pong_timeout_ms : 10000;
+        if (now - c->last_rx >= idle) {
+            unsigned char frame[8];
+            int n = zk_ws_send(&c->ws, frame, sizeof frame, ZK_WS_PING, NULL, 0, 1);
+            if (n > 0) zk__wq_priority(c, frame, (size_t)n);
+            zk__conn_arm(c, ZK__T_PONG, wait);
+        } else {
+            zk__conn_arm(c, ZK__T_IDLE, idle - (now - c->last_rx));
+        }
+        break;
+    }
+    case ZK__T_PONG: {
+        uint32_t idle = c->server->opts.idle_timeout_ms ? c->server->opts.idle_timeout_ms : 30000;
+        uint32_t wait = c->server->opts.pong_timeout_ms ? c->server->opts.pong_timeout_ms : 10000;
+        if (now - c->last_rx >= (uint64_t)wait) zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not answer a ping");
+        else zk__conn_arm(c, ZK__T_IDLE, idle);
+        break;
+    }
+    case ZK__T_CLOSE:
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "close handshake timed out");
+        break;
+    case ZK__T_LINGER:
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not close");
+        break;
+    default:
+        break;
+    }
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE zk_conn *zk__conn_new(zk_loop *loop, const zk_callbacks *cb, size_t max_message,
+                                  size_t high_water, size_t write_limit, int role) {
+    zk_conn *c = (zk_conn *)ZK_MALLOC(sizeof *c);
+    zk_ws_opts wo;
+    if (!c) return NULL;
+    memset(c, 0, sizeof *c);
+    c->loop = loop;
+    c->cb = cb;
+    c->high_water = high_water ? high_water : (size_t)1 << 20;
+    c->write_limit = write_limit ? write_limit : c->high_water + ((size_t)16 << 20);
+    memset(&wo, 0, sizeof wo);
+    wo.role = role;
+    wo.max_message = max_message;
+    wo.mask_seed = zk_loop_random(loop);
+    zk_ws_init(&c->ws, &wo);
+    zk_timer_init(loop, &c->timer, zk__conn_timer, c);
+    c->flush.fn = zk__conn_flush_work;
+    c->last_rx = zk_loop_now(loop);
+    return c;
+}
+
+/* ---- sending ---- */
+
+ZK_API int zk_conn_send(zk_conn *c, const void *data, size_t len, int binary) {
+    size_t size;
+    unsigned char *p;
+    int n;
+    if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
+    if (!binary && !zk_utf8_valid(data, len)) return ZK_EINVAL;
+    size = zk_ws_frame_size(&c->ws, len);
+    if (size < len || c->wq_bytes + size > c->write_limit) return ZK_EBACKPRESSURE;
+    p = zk__wq_append(c, size);
+    if (!p) return ZK_ENOMEM;
+    n = zk_ws_send(&c->ws, p, size, binary ? ZK_WS_BINARY : ZK_WS_TEXT, data, len, 1);
+    ZK_ASSERT(n == (int)size);
+    (void)n;
+    if (c->wq_bytes >= c->high_water) {
+        c->want_drain = 1;
+        return ZK_SEND_BACKPRESSURE;
+    }
+    return ZK_SEND_OK;
+}
+
+ZK_API int zk_conn_ping(zk_conn *c, const void *data, size_t len) {
+    unsigned char frame[ZK_WS_MAX_CONTROL_FRAME];
+    int n;
+    if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
+    n = zk_ws_send(&c->ws, frame, sizeof frame, ZK_WS_PING, data, len, 1);
+    if (n < 0) return n;
+    return zk__wq_priority(c, frame, (size_t)n);
+}
+
+ZK_API int zk_conn_close(zk_conn *c, int code, const char *reason) {
+    size_t rlen = reason ? strlen(reason) : 0;
+    unsigned char frame[ZK_WS_MAX_CONTROL_FRAME];
+    unsigned char *p;
+    int n;
+    if (c->state == ZK__C_CONNECTING || c->state == ZK__C_HANDSHAKE || c->state == ZK__C_HTTP) {
+        zk__conn_gone(c, code ? code : ZK_CLOSE_ABNORMAL, reason ? reason : "closed before open");
+        return 0;
+    }
+    if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
+    n = zk_ws_close(&c->ws, frame, sizeof frame, code, reason, rlen);
+    if (n < 0) return n;
+    p = zk__wq_append(c, (size_t)n);
+    if (!p) return ZK_ENOMEM;
+    memcpy(p, frame, (size_t)n);
+    c->state = ZK__C_CLOSING;
+    zk__conn_arm(c, ZK__T_CLOSE, zk__close_timeout(c));
+    return 0;
+}
+
+ZK_API void zk_conn_abort(zk_conn *c) {
+    c->busy++;
+    zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "aborted");
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK_API int zk_conn_respond(zk_conn *c, int status, const zk_http_header *headers,
+                           size_t header_count, const void *body, size_t body_len) {
+    size_t cap = 512 + body_len;
+    unsigned char *p;
+    int n;
+    size_t i;
+    if (c->state != ZK__C_HTTP) return ZK_ECLOSED;
+    for (i = 0; i < header_count; i++) cap += headers[i].name.len + headers[i].value.len + 4;
+    p = zk__wq_append(c, cap);
+    if (!p) return ZK_ENOMEM;
+    n = zk_http_write_response((char *)p, cap, status, headers, header_count, body, body_len);
+    if (n < 0) {
+        c->wq_tail->len -= cap;
+        c->wq_bytes -= cap;
+        return n;
+    }
+    c->wq_tail->len -= cap - (size_t)n;
+    c->wq_bytes -= cap - (size_t)n;
+    zk__conn_linger(c, zk__close_timeout(c));
+    return 0;
+}
+
+ZK_API void zk_conn_set_data(zk_conn *c, void *data) { c->data = data; }
+ZK_API void *zk_conn_data(const zk_conn *c) { return c->data; }
+ZK_API size_t zk_conn_buffered(const zk_conn *c) { return c->wq_bytes; }
+ZK_API zk_server *zk_conn_server(const zk_conn *c) { return c->server; }
+ZK_API zk_loop *zk_conn_loop(const zk_conn *c) { return c->loop; }
+
+ZK_API zk_str zk_conn_protocol(const zk_conn *c) {
+    return zk_str_c(c->protocol);
+}
+
+ZK_API int zk_conn_peer(const zk_conn *c, char *out, size_t cap) {
+    if (!c->stream || cap == 0) return ZK_EINVAL;
+    return c->stream->ops->peer(c->stream, out, cap);
+}
+
+/* ---- receiving ---- */
+
+/* Handles bytes as a server waiting for the upgrade request. Returns bytes
+   consumed; the state tells whether to go on with frames. */
+ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t len) {
+    zk_server *s = c->server;
+    zk_http_request req;
+    zk_ws_upgrade up;
+    zk_http_limits limits;
+    char out[1024];
+    int n, rc, status;
+    memset(&limits, 0, sizeof limits);
+    n = zk_http_parse_request((const char *)buf, len, c->rseen, &req, &limits);
+    c->rseen = len;
+    if (n == ZK_EAGAIN) return 0;
+    if (n < 0) {
+        /* 400, 431 or 505, with what was wrong as the body */
+        c->state = ZK__C_HTTP;
+        zk_conn_respond(c, req.status, NULL, 0, req.error, strlen(req.error));
+        return len;
+    }
+    c->rseen = 0;
+    rc = zk_ws_upgrade_check(&req, s->opts.protocols, s->opts.protocol_count, &up);
+    if (rc == ZK_ENOTWS) {
+        c->state = ZK__C_HTTP;
+        zk__conn_arm(c, ZK__T_LINGER, s->opts.handshake_timeout_ms ? s->opts.handshake_timeout_ms : 10000);
+        if (s->opts.on_http) {
+            s->opts.on_http(c, &req);
+        } else {
+            static const char body[] = "this is a WebSocket endpoint\n";
+            zk_http_header h[1];
+            h[0].name = zk_str_c("Upgrade");
+            h[0].value = zk_str_c("websocket");
+            zk_conn_respond(c, 426, h, 1, body, sizeof body - 1);
+        }
+        return len; /* no pipelining: what follows the request is ignored */
+    }
+    if (rc != ZK_OK) {
+        n = zk_ws_upgrade_refuse(out, sizeof out, &up);
+        c->state = ZK__C_HTTP;
+        if (n > 0) {
+            unsigned char *p = zk__wq_append(c, (size_t)n);
+            if (p) memcpy(p, out, (size_t)n);
+        }
+        zk__conn_linger(c, zk__close_timeout(c));
+        return len;
+    }
+    status = s->opts.on_upgrade ? s->opts.on_upgrade(c, &req, &up) : 0;
+    if (c->state == ZK__C_GONE) return len;
+    if (status) {
+        const char *text = zk_http_status_text(status);
+        c->state = ZK__C_HTTP;
+        zk_conn_respond(c, status, NULL, 0, text, strlen(text));
+        return len;
+    }
+    rc = zk_ws_upgrade_accept(out, sizeof out, &up, NULL, 0);
+    if (rc < 0) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "could not write the upgrade answer");
+        return len;
+    }
+    memcpy(zk__wq_append(c, (size_t)rc), out, (size_t)rc);
+    c->protocol = up.protocol;
+    c->state = ZK__C_OPEN;
+    c->opened = 1;
+    zk__conn_arm(c, ZK__T_IDLE, s->opts.idle_timeout_ms ? s->opts.idle_timeout_ms : 30000);
+    if (c->cb && c->cb->on_open) c->cb->on_open(c, &req);
+    return (size_t)n;
+}
+
+/* Handles bytes as a client waiting for the upgrade answer. */
+ZK__PRIVATE size_t zk__client_handshake(zk_conn *c, unsigned char *buf, size_t len) {
+    zk_http_response res;
+    zk_str chosen;
+    const char *error = NULL;
+    size_t i;
+    int n = zk_http_parse_response((const char *)buf, len, c->rseen, &res, NULL);
+    c->rseen = len;
+    if (n == ZK_EAGAIN) return 0;
+    if (n < 0) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, res.error ? res.error : "malformed upgrade answer");
+        return len;
+    }
+    c->rseen = 0;
+    if (zk_ws_client_verify(&res, &c->client->hs, &chosen, &error) != ZK_OK) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, error);
+        return len;
+    }
+    for (i = 0; i < c->client->hs.protocol_count; i++)
+        if (chosen.len && zk_str_eq_nocase(chosen, c->client->protocols[i])) c->protocol = c->client->protocols[i];
+    c->state = ZK__C_OPEN;
+    c->opened = 1;
+    zk__conn_arm(c, ZK__T_NONE, 0);
+    if (c->cb && c->cb->on_open) c->cb->on_open(c, NULL);
+    return (size_t)n;
+}
+
+/* Feeds frames to the engine and acts on each event. Returns bytes used. */
+ZK__PRIVATE size_t zk__conn_frames(zk_conn *c, unsigned char *buf, size_t len) {
+    size_t at = 0;
+    while (at < len && c->state != ZK__C_GONE && c->state != ZK__C_LINGER) {
+        zk_ws_event ev;
+        size_t used = zk_ws_feed(&c->ws, buf + at, len - at, &ev);
+        at += used;
+        if (ev.reply_len) {
+            if (ev.type == ZK_WS_EV_PING) {
+                /* a peer that pings faster than it reads gets no more pongs
+                   than fit under the high-water mark (RFC 6455 5.5.3) */
+                if (c->wq_bytes < c->high_water) zk__wq_priority(c, ev.reply, ev.reply_len);
+            } else {
+                unsigned char *p = zk__wq_append(c, ev.reply_len);
+                if (p) memcpy(p, ev.reply, ev.reply_len);
+            }
+        }
+        switch (ev.type) {
+        case ZK_WS_EV_TEXT:
+        case ZK_WS_EV_BINARY:
+            if (c->cb && c->cb->on_message) c->cb->on_message(c, ev.data, ev.type == ZK_WS_EV_BINARY);
+            break;
+        case ZK_WS_EV_PONG:
+            if (c->cb && c->cb->on_pong) c->cb->on_pong(c, ev.data);
+            break;
+        case ZK_WS_EV_CLOSE:
+            zk__conn_notify(c, ev.code, ev.data, 1);
+            zk__conn_linger(c, zk__close_timeout(c));
+            return len;
+        case ZK_WS_EV_ERROR:
+            zk__conn_notify(c, ev.code, zk_str_c(ev.error), 0);
+            zk__conn_linger(c, zk__close_timeout(c));
+            return len;
+        default:
+            break;
+        }
+        if (!used && ev.type == ZK_WS_EV_NONE) break;
+    }
+    return at;
+}
+
+/* The loop's shared read buffer, with room for the leftover and a read. */
+ZK__PRIVATE unsigned char *zk__read_buffer(zk_loop *loop, size_t need) {
+    if (loop->rbuf_cap < need) {
+        unsigned char *p = (unsigned char *)ZK_REALLOC(loop->rbuf, need);
+        if (!p) return NULL;
+        loop->rbuf = p;
+        loop->rbuf_cap = need;
+    }
+    return loop->rbuf;
+}
+
+ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
+    int reads;
+    c->busy++;
+    for (reads = 0; reads < ZK__READS_PER_EVENT && c->stream; reads++) {
+        size_t have = c->rlen, used;
+        unsigned char *buf = zk__read_buffer(c->loop, have + ZK__READ_BUFFER);
+        long n;
+        if (!buf) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
+            break;
+        }
+        if (have) memcpy(buf, c->rbuf, have);
+        n = c->stream->ops->read(c->stream, buf + have, ZK__READ_BUFFER);
+        if (n == ZK_EAGAIN) break;
+        if (n <= 0) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, n == 0 ? "connection closed by peer" : "connection reset");
+            break;
+        }
+        c->last_rx = zk_loop_now(c->loop);
+        have += (size_t)n;
+        used = 0;
+        if (c->state == ZK__C_HANDSHAKE) {
+            used = c->server ? zk__server_handshake(c, buf, have) : zk__client_handshake(c, buf, have);
+        }
+        if (c->state == ZK__C_OPEN || c->state == ZK__C_CLOSING) used += zk__conn_frames(c, buf + used, have - used);
+        else if (c->state != ZK__C_HANDSHAKE) used = have; /* HTTP answered, lingering: discard */
+        /* keep what was not consumed for the next read */
+        have -= used;
+        if (have > c->rlen || !have) {
+            if (c->rbuf) ZK_FREE(c->rbuf);
+            c->rbuf = NULL;
+            if (have) {
+                c->rbuf = (unsigned char *)ZK_MALLOC(have);
+                if (!c->rbuf) {
+                    zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
+                    break;
+                }
+            }
+        }
+        if (have) memcpy(c->rbuf, buf + used, have);
+        c->rlen = have;
+        if (!c->stream || ((size_t)n < ZK__READ_BUFFER && !c->stream->loopback)) break; /* drained */
+    }
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE void zk__conn_writable(zk_conn *c) {
+    c->busy++;
+    zk__conn_flush_now(c);
+    c->busy--;
+    zk__conn_release(c);
+}
+
+/* ---- TCP ---- */
+
+typedef struct zk__tcp {
+    zk__stream base;
+    zk__io io;
+    zk_loop *loop;
+    int connecting;
+} zk__tcp;
+
+ZK__PRIVATE zk__tcp *zk__tcp_of(zk__stream *s) { return (zk__tcp *)(void *)s; }
+
+ZK__PRIVATE long zk__tcp_read(zk__stream *s, void *buf, size_t cap) {
+    ssize_t n;
+    do {
+        n = recv(zk__tcp_of(s)->io.fd, buf, cap, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n >= 0) return (long)n;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? ZK_EAGAIN : ZK_EIO;
+}
+
+ZK__PRIVATE long zk__tcp_writev(zk__stream *s, const struct iovec *iov, int n) {
+    struct msghdr m;
+    ssize_t w;
+    memset(&m, 0, sizeof m);
+    m.msg_iov = (struct iovec *)(void *)iov;
+    m.msg_iovlen = (size_t)n;
+    do {
+        w = sendmsg(zk__tcp_of(s)->io.fd, &m, MSG_NOSIGNAL);
+    } while (w < 0 && errno == EINTR);
+    if (w >= 0) return (long)w;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : ZK_EIO;
+}
+
+ZK__PRIVATE void zk__tcp_want_write(zk__stream *s, int on) {
+    zk__tcp *t = zk__tcp_of(s);
+    zk__io_set(t->loop, &t->io, ZK__IO_READ | (on ? ZK__IO_WRITE : 0u));
+}
+
+ZK__PRIVATE void zk__tcp_shutdown(zk__stream *s) { shutdown(zk__tcp_of(s)->io.fd, SHUT_WR); }
+
+ZK__PRIVATE void zk__tcp_close(zk__stream *s) {
+    zk__tcp *t = zk__tcp_of(s);
+    zk__io_set(t->loop, &t->io, 0);
+    close(t->io.fd);
+    ZK_FREE(t);
+}
+
+ZK__PRIVATE int zk__format_addr(const struct sockaddr *sa, char *out, size_t cap) {
+    char host[INET6_ADDRSTRLEN];
+    int port, n;
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
+        port = ntohs(a->sin6_port);
+        n = snprintf(out, cap, "[%s]:%d", host, port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
+        port = ntohs(a->sin_port);
+        n = snprintf(out, cap, "%s:%d", host, port);
+    }
+    return n < 0 || (size_t)n >= cap ? ZK_ENOSPACE : n;
+}
+
+ZK__PRIVATE int zk__tcp_peer(zk__stream *s, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(zk__tcp_of(s)->io.fd, (struct sockaddr *)&ss, &len) < 0) return ZK_EIO;
+    return zk__format_addr((struct sockaddr *)&ss, out, cap);
+}
+
+ZK__PRIVATE const zk__stream_ops zk__tcp_ops = {
+    zk__tcp_read, zk__tcp_writev, zk__tcp_want_write, zk__tcp_shutdown, zk__tcp_close, zk__tcp_peer
+};
+
+ZK__PRIVATE void zk__tcp_event(zk__io *io, unsigned events) {
+    zk__tcp *t = (zk__tcp *)(void *)((char *)io - offsetof(zk__tcp, io));
+    zk_conn *c = t->base.conn;
+    if (t->connecting) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (!(events & (ZK__IO_WRITE | ZK__IO_ERROR))) return;
+        if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        t->connecting = 0;
+        zk__io_set(t->loop, io, ZK__IO_READ);
+        zk__conn_connected(c, err);
+        return;
+    }
+    c->busy++;
+    if (events & ZK__IO_WRITE) zk__conn_writable(c);
+    if ((events & ZK__IO_READ) && c->state != ZK__C_GONE) zk__conn_readable(c);
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE void zk__tcp_tune(int fd) {
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+#ifdef SO_NOSIGPIPE
+    setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &one, sizeof one);
+#endif
+}
+
+ZK__PRIVATE zk__tcp *zk__tcp_new(zk_loop *loop, int fd, zk_conn *c) {
+    zk__tcp *t = (zk__tcp *)ZK_MALLOC(sizeof *t);
+    if (!t) return NULL;
+    memset(t, 0, sizeof *t);
+    t->base.ops = &zk__tcp_ops;
+    t->base.conn = c;
+    t->loop = loop;
+    zk__io_init(&t->io, fd, zk__tcp_event);
+    c->stream = &t->base;
+    return t;
+}
+
+/* ---- loopback: an in-memory pair of streams ---- */
+
+typedef struct zk__lb_seg {
+    struct zk__lb_seg *next;
+    uint64_t due;      /* loop time it may be read */
+    size_t len, off;
+} zk__lb_seg;
+
+typedef struct zk__lb_end {
+    zk__stream base;
+    struct zk__lb_pair *pair;
+    int side;
+    zk__lb_seg *in, *in_tail; /* bytes written by the peer, not yet read */
+    size_t in_bytes;
+    int stalled, want_write, closed, shut_in; /* shut_in: the peer shut down */
+    zk__work readable, writable;
+    zk_timer due_timer;
+} zk__lb_end;
+
+typedef struct zk__lb_pair {
+    zk__lb_end end[2];
+    zk_loop *loop;
+    zk_loopback_opts opts;
+    int reset, silent, refs;
+} zk__lb_pair;
+
+ZK__PRIVATE zk__lb_end *zk__lb_of(zk__stream *s) { return (zk__lb_end *)(void *)s; }
+ZK__PRIVATE zk__lb_end *zk__lb_peer(zk__lb_end *e) { return &e->pair->end[!e->side]; }
+
+ZK__PRIVATE void zk__lb_segs_free(zk__lb_end *e) {
+    zk__lb_seg *g = e->in;
+    while (g) {
+        zk__lb_seg *next = g->next;
+        ZK_FREE(g);
+        g = next;
+    }
+    e->in = e->in_tail = NULL;
+    e->in_bytes = 0;
+}
+
+/* Bytes that have arrived (their delay passed) are readable. */
+ZK__PRIVATE int zk__lb_ready(zk__lb_end *e) {
+    if (e->pair->reset) return 1;
+    if (e->in) return e->in->due <= zk_loop_now(e->pair->loop);
+    return e->shut_in;
+}
+
+ZK__PRIVATE void zk__lb_poke(zk__lb_end *e) {
+    if (e->closed || e->stalled) return;
+    if (zk__lb_ready(e)) {
+        zk__work_queue(e->pair->loop, &e->readable);
+    } else if (e->in) {
+        uint64_t now = zk_loop_now(e->pair->loop);
+        zk_timer_start(&e->due_timer, e->in->due > now ? e->in->due - now : 0, 0);
+    }
+}
+
+ZK__PRIVATE void zk__lb_readable_work(zk__work *w) {
+    zk__lb_end *e = (zk__lb_end *)(void *)((char *)w - offsetof(zk__lb_end, readable));
+    if (!e->closed && e->base.conn) zk__conn_readable(e->base.conn);
+}
+
+ZK__PRIVATE void zk__lb_writable_work(zk__work *w) {
+    zk__lb_end *e = (zk__lb_end *)(void *)((char *)w - offsetof(zk__lb_end, writable));
+    if (!e->closed && e->want_write && e->base.conn) zk__conn_writable(e->base.conn);
+}
+
+ZK__PRIVATE void zk__lb_due(zk_timer *t) { zk__lb_poke((zk__lb_end *)t->data); }
+
+ZK__PRIVATE long zk__lb_read(zk__stream *s, void *buf, size_t cap) {
+    zk__lb_end *e = zk__lb_of(s), *peer = zk__lb_peer(e);
+    size_t chunk = e->pair->opts.chunk, got = 0;
+    uint64_t now = zk_loop_now(e->pair->loop);
+    if (e->pair->reset) return ZK_EIO;
+    if (e->stalled) return ZK_EAGAIN;
+    if (chunk && cap > chunk) cap = chunk;
+    while (e->in && got < cap && e->in->due <= now) {
+        zk__lb_seg *g = e->in;
+        size_t n = ZK__MIN(cap - got, g->len - g->off);
+        memcpy((unsigned char *)buf + got, (unsigned char *)(g + 1) + g->off, n);
+        g->off += n;
+        got += n;
+        e->in_bytes -= n;
+        if (g->off == g->len) {
+            e->in = g->next;
+            if (!e->in) e->in_tail = NULL;
+            ZK_FREE(g);
+        }
+    }
+    if (got && peer->want_write && !peer->closed) zk__work_queue(e->pair->loop, &peer->writable);
+    if (got) {
+        zk__lb_poke(e); /* level-triggered: more may be waiting */
+        return (long)got;
+    }
+    if (!e->in && e->shut_in) return 0;
+    zk__lb_poke(e);
+    return ZK_EAGAIN;
+}
+
+ZK__PRIVATE long zk__lb_writev(zk__stream *s, const struct iovec *iov, int n) {
+    zk__lb_end *e = zk__lb_of(s), *peer = zk__lb_peer(e);
+    zk__lb_pair *p = e->pair;
+    size_t cap = p->opts.capacity ? p->opts.capacity : (size_t)256 * 1024, total = 0, room;
+    zk__lb_seg *g;
+    int i;
+    if (p->reset || peer->closed) return ZK_EIO;
+    for (i = 0; i < n; i++) total += iov[i].iov_len;
+    if (p->silent) return (long)total; /* a pulled cable: gone without a trace */
+    room = peer->in_bytes < cap ? cap - peer->in_bytes : 0;
+    if (total > room) total = room;
+    if (total == 0) return 0;
+    g = (zk__lb_seg *)ZK_MALLOC(sizeof *g + total);
+    if (!g) return ZK_ENOMEM;
+    g->next = NULL;
+    g->due = zk_loop_now(p->loop) + p->opts.delay_ms;
+    g->len = total;
+    g->off = 0;
+    {
+        size_t at = 0;
+        for (i = 0; i < n && at < total; i++) {
+            size_t k = ZK__MIN(iov[i].iov_len, total - at);
+            memcpy((unsigned char *)(g + 1) + at, iov[i].iov_base, k);
+            at += k;
+        }
+    }
+    if (peer->in_tail) peer->in_tail->next = g;
+    else peer->in = g;
+    peer->in_tail = g;
+    peer->in_bytes += total;
+    zk__lb_poke(peer);
+    return (long)total;
+}
+
+ZK__PRIVATE void zk__lb_want_write(zk__stream *s, int on) {
+    zk__lb_end *e = zk__lb_of(s);
+    e->want_write = on;
+    if (on && !e->pair->silent && zk__lb_peer(e)->in_bytes <
+        (e->pair->opts.capacity ? e->pair->opts.capacity : (size_t)256 * 1024))
+        zk__work_queue(e->pair->loop, &e->writable);
+}
+
+ZK__PRIVATE void zk__lb_shutdown(zk__stream *s) {
+    zk__lb_end *peer = zk__lb_peer(zk__lb_of(s));
+    if (zk__lb_of(s)->pair->silent) return;
+    peer->shut_in = 1;
+    zk__lb_poke(peer);
+}
+
+ZK__PRIVATE void zk__lb_release(zk__lb_pair *p) {
+    if (--p->refs == 0) ZK_FREE(p);
+}
+
+ZK__PRIVATE void zk__lb_close(zk__stream *s) {
+    zk__lb_end *e = zk__lb_of(s), *peer = zk__lb_peer(e);
+    zk__lb_pair *p = e->pair;
+    e->closed = 1;
+    e->base.conn = NULL;
+    zk__work_cancel(p->loop, &e->readable);
+    zk__work_cancel(p->loop, &e->writable);
+    zk_timer_stop(&e->due_timer);
+    zk__lb_segs_free(e);
+    if (!peer->closed && !p->silent) {
+        peer->shut_in = 1; /* closing also ends our direction */
+        zk__lb_poke(peer);
+    }
+    zk__lb_release(p);
+}
+
+ZK__PRIVATE int zk__lb_peer_name(zk__stream *s, char *out, size_t cap) {
+    static const char name[] = "loopback";
+    (void)s;
+    if (cap < sizeof name) return ZK_ENOSPACE;
+    memcpy(out, name, sizeof name);
+    return (int)sizeof name - 1;
+}
+
+ZK__PRIVATE const zk__stream_ops zk__lb_ops = {
+    zk__lb_read, zk__lb_writev, zk__lb_want_write, zk__lb_shutdown, zk__lb_close, zk__lb_peer_name
+};
+
+ZK__PRIVATE zk__lb_pair *zk__lb_pair_new(zk_loop *loop, const zk_loopback_opts *opts) {
+    zk__lb_pair *p = (zk__lb_pair *)ZK_MALLOC(sizeof *p);
+    int i;
+    if (!p) return NULL;
+    memset(p, 0, sizeof *p);
+    p->loop = loop;
+    if (opts) p->opts = *opts;
+    p->refs = 2;
+    for (i = 0; i < 2; i++) {
+        zk__lb_end *e = &p->end[i];
+        e->base.ops = &zk__lb_ops;
+        e->base.loopback = 1;
+        e->pair = p;
+        e->side = i;
+        e->readable.fn = zk__lb_readable_work;
+        e->writable.fn = zk__lb_writable_work;
+        zk_timer_init(loop, &e->due_timer, zk__lb_due, e);
+    }
+    return p;
+}
+
+ZK__PRIVATE zk__lb_end *zk__lb_end_of(zk_conn *c) {
+    return c->stream && c->stream->loopback ? zk__lb_of(c->stream) : NULL;
+}
+
+ZK_API int zk_loopback_stall(zk_conn *c, int stalled) {
+    zk__lb_end *e = zk__lb_end_of(c);
+    if (!e) return ZK_EINVAL;
+    e->stalled = stalled;
+    if (!stalled) zk__lb_poke(e);
+    return 0;
+}
+
+ZK_API int zk_loopback_drop(zk_conn *c) {
+    zk__lb_end *e = zk__lb_end_of(c);
+    if (!e) return ZK_EINVAL;
+    e->pair->reset = 1;
+    zk__lb_segs_free(&e->pair->end[0]);
+    zk__lb_segs_free(&e->pair->end[1]);
+    zk__lb_poke(&e->pair->end[0]);
+    zk__lb_poke(&e->pair->end[1]);
+    return 0;
+}
+
+ZK_API int zk_loopback_silence(zk_conn *c, int silent) {
+    zk__lb_end *e = zk__lb_end_of(c);
+    if (!e) return ZK_EINVAL;
+    e->pair->silent = silent;
+    if (silent) { /* what was on the wire is lost too */
+        zk__lb_segs_free(&e->pair->end[0]);
+        zk__lb_segs_free(&e->pair->end[1]);
+    }
+    return 0;
+}
+
+/* ---- addresses ---- */
+
+/* Fills addr from a host (numeric v4/v6, "localhost", or a name looked up
+   with getaddrinfo, which blocks) and port. */
+ZK__PRIVATE int zk__resolve(const char *host, int port, struct sockaddr_storage *addr,
+                            socklen_t *len, int passive) {
+    struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)addr;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)addr;
+    memset(addr, 0, sizeof *addr);
+    if (!host || !*host || strcmp(host, "localhost") == 0) host = "127.0.0.1";
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)port);
+        *len = sizeof *a4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *a6;
+        return 0;
+    }
+    {
+        struct addrinfo hints, *res = NULL;
+        memset(&hints, 0, sizeof hints);
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = passive ? AI_PASSIVE : 0;
+        if (getaddrinfo(host, NULL, &hints, &res) != 0 || !res) return ZK_ENOTFOUND;
+        memcpy(addr, res->ai_addr, res->ai_addrlen);
+        *len = (socklen_t)res->ai_addrlen;
+        if (addr->ss_family == AF_INET) a4->sin_port = htons((uint16_t)port);
+        else a6->sin6_port = htons((uint16_t)port);
+        freeaddrinfo(res);
+        return 0;
+    }
+}
+
+/* ---- server ---- */
+
+ZK__PRIVATE void zk__server_add(zk_server *s, zk_conn *c) {
+    c->server = s;
+    c->next = s->conns;
+    if (s->conns) s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+}
+
+ZK__PRIVATE zk_conn *zk__server_conn(zk_server *s) {
+    zk_conn *c = zk__conn_new(s->loop, &s->opts.cb, s->opts.max_message, s->opts.write_high_water,
+                              s->opts.write_limit, ZK_WS_SERVER);
+    if (!c) return NULL;
+    c->state = ZK__C_HANDSHAKE;
+    zk__server_add(s, c);
+    zk__conn_arm(c, ZK__T_HANDSHAKE, s->opts.handshake_timeout_ms ? s->opts.handshake_timeout_ms : 10000);
+    return c;
+}
+
+ZK__PRIVATE void zk__server_accept(zk__io *io, unsigned events) {
+    zk_server *s = (zk_server *)(void *)((char *)io - offsetof(zk_server, io));
+    int i;
+    (void)events;
+    for (i = 0; i < 64; i++) {
+        zk_conn *c;
+        zk__tcp *t;
+        int fd = accept(s->fd, NULL, NULL);
+        if (fd < 0) break; /* EAGAIN, or out of descriptors: try again later */
+        if (zk__set_nonblock(fd) < 0 || s->shutting_down ||
+            (s->opts.max_connections && s->nconns >= s->opts.max_connections)) {
+            close(fd);
+            continue;
+        }
+        zk__tcp_tune(fd);
+        c = zk__server_conn(s);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        t = zk__tcp_new(s->loop, fd, c);
+        if (!t || zk__io_set(s->loop, &t->io, ZK__IO_READ) < 0) {
+            if (!t) close(fd);
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of resources");
+        }
+    }
+}
+
+ZK_API zk_server *zk_server_new(zk_loop *loop, const zk_server_opts *opts) {
+    zk_server *s = (zk_server *)ZK_MALLOC(sizeof *s);
+    if (!s) return NULL;
+    memset(s, 0, sizeof *s);
+    s->loop = loop;
+    if (opts) s->opts = *opts;
+    s->fd = -1;
+    zk_timer_init(loop, &s->shutdown_timer, NULL, s);
+    return s;
+}
+
+ZK_API int zk_server_listen(zk_server *s) {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int one = 1, rc, fd;
+    if (s->fd >= 0) return ZK_EINVAL;
+    rc = zk__resolve(s->opts.host, s->opts.port, &addr, &len, 1);
+    if (rc < 0) return rc == ZK_ENOTFOUND ? ZK_EINVAL : rc;
+    fd = socket(addr.ss_family, SOCK_STREAM, 0);
+    if (fd < 0) return ZK_EIO;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&addr, len) < 0) {
+        rc = errno == EADDRINUSE ? ZK_EADDRINUSE : ZK_EIO;
+        close(fd);
+        return rc;
+    }
+    if (listen(fd, s->opts.backlog ? s->opts.backlog : 511) < 0 || zk__set_nonblock(fd) < 0) {
+        close(fd);
+        return ZK_EIO;
+    }
+    len = sizeof addr;
+    getsockname(fd, (struct sockaddr *)&addr, &len);
+    s->port = ntohs(addr.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)(void *)&addr)->sin6_port
+                                               : ((struct sockaddr_in *)(void *)&addr)->sin_port);
+    s->fd = fd;
+    zk__io_init(&s->io, fd, zk__server_accept);
+    rc = zk__io_set(s->loop, &s->io, ZK__IO_READ);
+    if (rc < 0) {
+        close(fd);
+        s->fd = -1;
+        return rc;
+    }
+    return 0;
+}
+
+ZK_API int zk_server_port(const zk_server *s) { return s->port; }
+ZK_API size_t zk_server_connections(const zk_server *s) { return s->nconns; }
+ZK_API void *zk_server_data(const zk_server *s) { return s->opts.data; }
+ZK_API zk_loop *zk_server_loop(const zk_server *s) { return s->loop; }
+
+ZK__PRIVATE void zk__server_stop_listening(zk_server *s) {
+    if (s->fd < 0) return;
+    zk__io_set(s->loop, &s->io, 0);
+    close(s->fd);
+    s->fd = -1;
+}
+
+ZK__PRIVATE void zk__server_check_done(zk_server *s) {
+    if (s->shutting_down == 1 && s->nconns == 0) {
+        s->shutting_down = 2;
+        zk_timer_stop(&s->shutdown_timer);
+        if (s->shutdown_done) s->shutdown_done(s);
+    }
+}
+
+ZK__PRIVATE void zk__server_shutdown_timeout(zk_timer *t) {
+    zk_server *s = (zk_server *)t->data;
+    while (s->conns) zk_conn_abort(s->conns);
+}
+
+ZK_API void zk_server_shutdown(zk_server *s, uint32_t timeout_ms, void (*done)(zk_server *s)) {
+    zk_conn *c, *next;
+    if (s->shutting_down) return;
+    zk__server_stop_listening(s);
+    s->shutting_down = 1;
+    s->shutdown_done = done;
+    s->shutdown_timer.fn = zk__server_shutdown_timeout;
+    zk_timer_start(&s->shutdown_timer, timeout_ms ? timeout_ms : 5000, 0);
+    for (c = s->conns; c; c = next) {
+        next = c->next;
+        if (c->state == ZK__C_OPEN) zk_conn_close(c, ZK_CLOSE_GOING_AWAY, "server shutting down");
+        else if (c->state == ZK__C_HANDSHAKE) zk_conn_abort(c);
+    }
+    zk__server_check_done(s);
+}
+
+ZK_API void zk_server_free(zk_server *s) {
+    if (!s) return;
+    zk__server_stop_listening(s);
+    s->shutting_down = 2;
+    zk_timer_stop(&s->shutdown_timer);
+    while (s->conns) zk_conn_abort(s->conns);
+    ZK_FREE(s);
+}
+
+/* ---- client ---- */
+
+/* Splits ws://host[:port][/path][?query]. */
+ZK__PRIVATE int zk__parse_url(const char *url, char *host, size_t host_cap, int *port,
+                              const char **path) {
+    const char *p, *h, *e;
+    size_t n;
+    if (strncmp(url, "ws://", 5) != 0) return ZK_EINVAL;
+    p = url + 5;
+    if (*p == '[') {
+        h = ++p;
+        while (*p && *p != ']') p++;
+        if (*p != ']') return ZK_EINVAL;
+        e = p++;
+    } else {
+        h = p;
+        while (*p && *p != ':' && *p != '/' && *p != '?') p++;
+        e = p;
+    }
+    n = (size_t)(e - h);
+    if (n == 0 || n >= host_cap) return ZK_EINVAL;
+    memcpy(host, h, n);
+    host[n] = '\0';
+    *port = 80;
+    if (*p == ':') {
+        long v = 0;
+        p++;
+        if (*p < '0' || *p > '9') return ZK_EINVAL;
+        while (*p >= '0' && *p <= '9') {
+            v = v * 10 + (*p++ - '0');
+            if (v > 65535) return ZK_EINVAL;
+        }
+        if (v == 0) return ZK_EINVAL;
+        *port = (int)v;
+    }
+    if (*p && *p != '/' && *p != '?') return ZK_EINVAL;
+    *path = p;
+    return 0;
+}
+
+/* Copies what the client needs after connect returns into one block. */
+ZK__PRIVATE zk__client *zk__client_new(zk_loop *loop, const zk_client_opts *o, const char *host,
+                                       int port, const char *path, int *err) {
+    zk__client *cl = (zk__client *)ZK_MALLOC(sizeof *cl);
+    size_t need = strlen(host) + 16 + strlen(path) + 2 + (o->origin ? strlen(o->origin) + 1 : 0), i;
+    char *w;
+    int v6 = strchr(host, ':') != NULL;
+    if (!cl) { *err = ZK_ENOMEM; return NULL; }
+    memset(cl, 0, sizeof *cl);
+    if (o->protocol_count > 8) { ZK_FREE(cl); *err = ZK_EINVAL; return NULL; }
+    for (i = 0; i < o->protocol_count; i++) need += strlen(o->protocols[i]) + 1;
+    need += o->header_count * sizeof(zk_http_header) + sizeof(zk_http_header);
+    for (i = 0; i < o->header_count; i++) need += o->headers[i].name.len + o->headers[i].value.len;
+    cl->strings = (char *)ZK_MALLOC(need);
+    if (!cl->strings) { ZK_FREE(cl); *err = ZK_ENOMEM; return NULL; }
+    /* headers first: the block is malloc-aligned */
+    cl->headers = (zk_http_header *)(void *)cl->strings;
+    w = cl->strings + o->header_count * sizeof(zk_http_header) + sizeof(zk_http_header);
+    for (i = 0; i < o->header_count; i++) {
+        memcpy(w, o->headers[i].name.ptr, o->headers[i].name.len);
+        cl->headers[i].name.ptr = w;
+        cl->headers[i].name.len = o->headers[i].name.len;
+        w += o->headers[i].name.len;
+        memcpy(w, o->headers[i].value.ptr, o->headers[i].value.len);
+        cl->headers[i].value.ptr = w;
+        cl->headers[i].value.len = o->headers[i].value.len;
+        w += o->headers[i].value.len;
+    }
+    cl->hs.headers = cl->headers;
+    cl->hs.header_count = o->header_count;
+    cl->hs.host = w;
+    w += port == 80 ? sprintf(w, v6 ? "[%s]" : "%s", host) : sprintf(w, v6 ? "[%s]:%d" : "%s:%d", host, port);
+    w++;
+    cl->hs.path = w;
+    w += sprintf(w, "%s%s", *path == '/' ? "" : "/", path) + 1;
+    if (o->origin) {
+        cl->hs.origin = w;
+        w += sprintf(w, "%s", o->origin) + 1;
+    }
+    for (i = 0; i < o->protocol_count; i++) {
+        cl->protocols[i] = w;
+        w += sprintf(w, "%s", o->protocols[i]) + 1;
+    }
+    cl->hs.protocols = cl->protocols;
+    cl->hs.protocol_count = o->protocol_count;
+    zk_loop_random_bytes(loop, cl->hs.key, 16);
+    cl->cb = o->cb;
+    cl->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms : 10000;
+    cl->close_timeout_ms = o->close_timeout_ms ? o->close_timeout_ms : 3000;
+    return cl;
+}
+
+/* TCP is up (err 0) or failed: send the upgrade request. */
+ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
+    char req[4096];
+    unsigned char *p;
+    int n;
+    c->busy++;
+    if (err) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, err == ECONNREFUSED ? "connection refused" : "connect failed");
+    } else {
+        n = zk_ws_client_request(req, sizeof req, &c->client->hs);
+        if (n < 0 || !(p = zk__wq_append(c, (size_t)n))) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, n == ZK_EINVAL ? "invalid request header" : "upgrade request too large");
+        } else {
+            memcpy(p, req, (size_t)n);
+            c->state = ZK__C_HANDSHAKE;
+        }
+    }
+    c->busy--;
+    zk__conn_release(c);
+}
+
+ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int resolve, int *err) {
+    char host[256];
+    const char *path;
+    int port, rc;
+    zk_conn *c;
+    zk__client *cl;
+    if (!o || !o->url) { *err = ZK_EINVAL; return NULL; }
+    rc = zk__parse_url(o->url, host, sizeof host, &port, &path);
+    if (rc < 0) { *err = rc; return NULL; }
+    cl = zk__client_new(loop, o, host, port, path, err);
+    if (!cl) return NULL;
+    c = zk__conn_new(loop, &cl->cb, o->max_message, o->write_high_water, o->write_limit, ZK_WS_CLIENT);
+    if (!c) {
+        ZK_FREE(cl->strings);
+        ZK_FREE(cl);
+        *err = ZK_ENOMEM;
+        return NULL;
+    }
+    c->client = cl;
+    c->data = o->data;
+    c->state = ZK__C_CONNECTING;
+    rc = resolve ? zk__resolve(host, port, &cl->addr, &cl->addr_len, 0) : 0;
+    if (rc < 0) {
+        zk__conn_free(c);
+        *err = rc;
+        return NULL;
+    }
+    zk__conn_arm(c, ZK__T_HANDSHAKE, cl->connect_timeout_ms);
+    return c;
+}
+
+ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err) {
+    int dummy, fd, rc;
+    zk_conn *c;
+    zk__tcp *t;
+    if (!err) err = &dummy;
+    *err = 0;
+    c = zk__client_conn(loop, opts, 1, err);
+    if (!c) return NULL;
+    fd = socket(c->client->addr.ss_family, SOCK_STREAM, 0);
+    if (fd < 0 || zk__set_nonblock(fd) < 0) {
+        if (fd >= 0) close(fd);
+        zk__conn_free(c);
+        *err = ZK_EIO;
+        return NULL;
+    }
+    zk__tcp_tune(fd);
+    t = zk__tcp_new(loop, fd, c);
+    if (!t) {
+        close(fd);
+        zk__conn_free(c);
+        *err = ZK_ENOMEM;
+        return NULL;
+    }
+    rc = connect(fd, (struct sockaddr *)&c->client->addr, c->client->addr_len);
+    if (rc == 0) {
+        zk__io_set(loop, &t->io, ZK__IO_READ);
+        zk__conn_connected(c, 0);
+    } else if (errno == EINPROGRESS) {
+        t->connecting = 1;
+        zk__io_set(loop, &t->io, ZK__IO_WRITE);
+    } else {
+        /* refused at once (a closed local port): report it on the loop */
+        t->connecting = 1;
+        zk__io_set(loop, &t->io, ZK__IO_WRITE);
+    }
+    return c;
+}
+
+ZK_API zk_conn *zk_loopback_connect(zk_server *s, const zk_client_opts *copts,
+                                    const zk_loopback_opts *fault, int *err) {
+    int dummy;
+    zk_conn *c, *sc;
+    zk__lb_pair *p;
+    if (!err) err = &dummy;
+    *err = 0;
+    c = zk__client_conn(s->loop, copts, 0, err);
+    if (!c) return NULL;
+    p = zk__lb_pair_new(s->loop, fault);
+    sc = p && !s->shutting_down ? zk__server_conn(s) : NULL;
+    if (!sc) {
+        if (p) ZK_FREE(p);
+        zk__conn_free(c);
+        *err = s->shutting_down ? ZK_ECLOSED : ZK_ENOMEM;
+        return NULL;
+    }
+    c->stream = &p->end[0].base;
+    p->end[0].base.conn = c;
+    sc->stream = &p->end[1].base;
+    p->end[1].base.conn = sc;
+    zk__conn_connected(c, 0);
+    return c;
+}
