@@ -1914,15 +1914,18 @@ ZK__PRIVATE void zk__ws_control(zk_ws *ws, zk_ws_event *ev, int opcode, const ch
     zk__ws_closed(ws);
 }
 
-/* Makes room for n more bytes of the message being reassembled, growing
-   geometrically but never past the end of the current frame. */
+/* Makes room for n more bytes of the message being reassembled. The buffer
+   doubles, so it never holds more than twice what arrived (a peer that
+   declares a huge frame and sends little gets little) and tiny fragments
+   cost amortised O(1); the final frame's end, when known, is the exact size. */
 ZK__PRIVATE int zk__ws_reserve(zk_ws *ws, size_t n) {
     size_t need = ws->msg_len + n, cap, frame_end;
     unsigned char *p;
     if (need <= ws->msg_cap) return 0;
     frame_end = ws->msg_len + (size_t)ws->frame_left;
     cap = ws->msg_cap ? ws->msg_cap * 2 : 4096;
-    if (cap > frame_end) cap = frame_end;
+    if ((ws->flags & ZK__WS_FIN) && cap > frame_end) cap = frame_end;
+    if (cap > ws->max_message) cap = ws->max_message;
     if (cap < need) cap = need;
     p = (unsigned char *)ZK_REALLOC(ws->msg, cap);
     if (!p) return ZK_ENOMEM;
