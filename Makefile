@@ -24,8 +24,8 @@ FUZZERS  := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c)
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 
-.PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests
-all: $(TESTS) $(BENCHES) $(EXAMPLES)
+.PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests kqueue-tests
+all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client
 
 zocket.h: $(SRC) tools/amalgamate.py
 	$(PYTHON) tools/amalgamate.py
@@ -44,6 +44,18 @@ $(BUILD)/clang/test_%: tests/test_%.c tests/test.h zocket.h
 	$(CLANG) $(TESTCFLAGS) $< -o $@
 
 clang-tests: $(CLANG_TESTS)
+
+# the loop and connection tests again on the kqueue backend, over our own
+# kqueue-on-epoll shim (Debian 12 has no libkqueue)
+KQUEUE_TESTS := $(patsubst tests/%.c,$(BUILD)/kqueue/%,$(wildcard tests/test_loop.c tests/test_net.c))
+$(BUILD)/kqueue/test_%: tests/test_%.c tests/test.h tests/kqueue/kqueue_shim.c tests/kqueue/sys/event.h zocket.h
+	@mkdir -p $(BUILD)/kqueue
+	$(CC) $(TESTCFLAGS) -DZK_HAVE_KQUEUE=1 -Itests/kqueue $< tests/kqueue/kqueue_shim.c -o $@
+
+kqueue-tests: $(KQUEUE_TESTS)
+
+$(BUILD)/interop_client: tests/interop/interop_client.c zocket.h | $(BUILD)
+	$(CC) $(TESTCFLAGS) $< -o $@
 
 $(BUILD)/bench_%: bench/bench_%.c zocket.h | $(BUILD)
 	$(CC) $(BENCHCFLAGS) $< -o $@

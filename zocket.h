@@ -469,8 +469,9 @@ typedef struct zk_loop_opts {
    opts may be NULL. */
 ZK_API zk_loop *zk_loop_new(const zk_loop_opts *opts);
 
-/* Frees the loop. Close what uses it first; posted functions that never ran
-   are dropped (their arg is not freed). */
+/* Frees the loop. Free its servers first. Client connections still open
+   are dropped (on_close 1006) and those finishing a close are freed;
+   posted functions that never ran are dropped (their arg is not freed). */
 ZK_API void zk_loop_free(zk_loop *loop);
 
 /* Runs until zk_loop_stop. Returns 0, or a negative zk_err if polling fails. */
@@ -554,8 +555,11 @@ typedef struct zk_callbacks {
     /* The connection is gone: code and reason from the peer's close frame
        (1005 when it had none), or 1006 when it dropped without one, or the
        code we sent when we failed it. clean is 1 after a full close
-       handshake. The connection is freed when this returns. A client whose
-       connect failed gets on_close with 1006 and no on_open. */
+       handshake. After this returns the connection is no longer yours: do
+       not use it. (The library may still finish the TCP close, then frees
+       it; zk_server_free and zk_loop_free free any still finishing.) A
+       client whose connect failed gets on_close with 1006 and no on_open; a
+       server connection that never opened gets no on_close. */
     void (*on_close)(zk_conn *conn, int code, zk_str reason, int clean);
     /* The write queue fell below the high-water mark after a send reported
        backpressure (ZK_SEND_BACKPRESSURE). */
@@ -2145,6 +2149,9 @@ struct zk_loop {
     /* the read buffer every connection of this loop reads into */
     unsigned char *rbuf;
     size_t rbuf_cap;
+    /* client connections (the net layer's), dropped by zk_loop_free */
+    void *clients;
+    void (*drop_clients)(zk_loop *loop);
 };
 
 ZK__PRIVATE uint64_t zk__monotonic_ms(void) {
@@ -2246,7 +2253,8 @@ ZK__PRIVATE int zk__io_set(zk_loop *loop, zk__io *io, unsigned events) {
         ev.events = (events & ZK__IO_READ ? EPOLLIN : 0u) | (events & ZK__IO_WRITE ? EPOLLOUT : 0u);
         ev.data.ptr = io;
         if (!io->slot && !events) return 0;
-        if (epoll_ctl(loop->fd, op, io->fd, &ev) < 0 && op != EPOLL_CTL_DEL) return -errno;
+        if (epoll_ctl(loop->fd, op, io->fd, &ev) < 0 && op != EPOLL_CTL_DEL)
+            return errno == ENOMEM || errno == ENOSPC ? ZK_ENOMEM : ZK_EIO;
         io->slot = events ? 1 : 0;
         io->events = events;
         if (!events) {
@@ -2259,15 +2267,20 @@ ZK__PRIVATE int zk__io_set(zk_loop *loop, zk__io *io, unsigned events) {
 #endif
 #if ZK_HAVE_KQUEUE
     if (loop->poller == ZK_POLLER_KQUEUE) {
-        struct kevent ch[2];
-        int n = 0;
-        if ((events ^ old) & ZK__IO_READ)
-            EV_SET(&ch[n++], io->fd, EVFILT_READ, events & ZK__IO_READ ? EV_ADD : EV_DELETE, 0, 0, io);
-        if ((events ^ old) & ZK__IO_WRITE)
-            EV_SET(&ch[n++], io->fd, EVFILT_WRITE, events & ZK__IO_WRITE ? EV_ADD : EV_DELETE, 0, 0, io);
-        if (n && kevent(loop->fd, ch, n, NULL, 0, NULL) < 0 && events) return -errno;
-        io->slot = events ? 1 : 0;
-        io->events = events;
+        /* one change per call: kqueue stops at the first failing change, and
+           io->events must say exactly what is registered */
+        static const short filters[2] = {EVFILT_READ, EVFILT_WRITE};
+        static const unsigned bits[2] = {ZK__IO_READ, ZK__IO_WRITE};
+        int k;
+        for (k = 0; k < 2; k++) {
+            struct kevent ch;
+            if (!((events ^ io->events) & bits[k])) continue;
+            EV_SET(&ch, io->fd, filters[k], events & bits[k] ? EV_ADD : EV_DELETE, 0, 0, io);
+            if (kevent(loop->fd, &ch, 1, NULL, 0, NULL) < 0 && (events & bits[k]))
+                return errno == ENOMEM ? ZK_ENOMEM : ZK_EIO;
+            io->events ^= bits[k];
+        }
+        io->slot = io->events ? 1 : 0;
         if (!events) {
             struct kevent *e = (struct kevent *)loop->events;
             for (i = loop->event_at + 1; i < loop->nevents; i++)
@@ -2613,6 +2626,7 @@ fail:
 ZK_API void zk_loop_free(zk_loop *loop) {
     zk__post *p;
     if (!loop) return;
+    if (loop->drop_clients) loop->drop_clients(loop);
     if (loop->wake_rd >= 0) close(loop->wake_rd);
     if (loop->wake_wr >= 0 && loop->wake_wr != loop->wake_rd) close(loop->wake_wr);
     if (loop->fd >= 0) close(loop->fd);
@@ -2872,6 +2886,11 @@ ZK__PRIVATE void zk__wq_clear(zk_conn *c) {
 }
 
 ZK__PRIVATE void zk__conn_free(zk_conn *c) {
+    if (c->client && (c->prev || c->loop->clients == c)) {
+        if (c->prev) c->prev->next = c->next;
+        else c->loop->clients = c->next;
+        if (c->next) c->next->prev = c->prev;
+    }
     zk_timer_stop(&c->timer);
     zk__work_cancel(c->loop, &c->flush);
     zk__wq_clear(c);
@@ -2921,8 +2940,19 @@ ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
         c->prev = c->next = NULL;
         s->nconns--;
         zk__server_check_done(s);
+    } else if (c->client) {
+        if (c->prev) c->prev->next = c->next;
+        else c->loop->clients = c->next;
+        if (c->next) c->next->prev = c->prev;
+        c->prev = c->next = NULL;
     }
     zk__conn_release(c);
+}
+
+/* zk_loop_free: client connections still there (open, or finishing their
+   close after on_close) are dropped and freed. */
+ZK__PRIVATE void zk__drop_clients(zk_loop *loop) {
+    while (loop->clients) zk_conn_abort((zk_conn *)loop->clients);
 }
 
 /* The WebSocket part is over (close exchanged, failed, or an HTTP answer
@@ -4026,6 +4056,10 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
     c->client = cl;
     c->data = o->data;
     c->state = ZK__C_CONNECTING;
+    c->next = (zk_conn *)loop->clients;
+    if (c->next) c->next->prev = c;
+    loop->clients = c;
+    loop->drop_clients = zk__drop_clients;
     rc = resolve ? zk__resolve(host, port, &cl->addr, &cl->addr_len, 0) : 0;
     if (rc < 0) {
         zk__conn_free(c);

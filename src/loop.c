@@ -86,6 +86,9 @@ struct zk_loop {
     /* the read buffer every connection of this loop reads into */
     unsigned char *rbuf;
     size_t rbuf_cap;
+    /* client connections (the net layer's), dropped by zk_loop_free */
+    void *clients;
+    void (*drop_clients)(zk_loop *loop);
 };
 
 ZK__PRIVATE uint64_t zk__monotonic_ms(void) {
@@ -187,7 +190,8 @@ ZK__PRIVATE int zk__io_set(zk_loop *loop, zk__io *io, unsigned events) {
         ev.events = (events & ZK__IO_READ ? EPOLLIN : 0u) | (events & ZK__IO_WRITE ? EPOLLOUT : 0u);
         ev.data.ptr = io;
         if (!io->slot && !events) return 0;
-        if (epoll_ctl(loop->fd, op, io->fd, &ev) < 0 && op != EPOLL_CTL_DEL) return -errno;
+        if (epoll_ctl(loop->fd, op, io->fd, &ev) < 0 && op != EPOLL_CTL_DEL)
+            return errno == ENOMEM || errno == ENOSPC ? ZK_ENOMEM : ZK_EIO;
         io->slot = events ? 1 : 0;
         io->events = events;
         if (!events) {
@@ -200,15 +204,20 @@ ZK__PRIVATE int zk__io_set(zk_loop *loop, zk__io *io, unsigned events) {
 #endif
 #if ZK_HAVE_KQUEUE
     if (loop->poller == ZK_POLLER_KQUEUE) {
-        struct kevent ch[2];
-        int n = 0;
-        if ((events ^ old) & ZK__IO_READ)
-            EV_SET(&ch[n++], io->fd, EVFILT_READ, events & ZK__IO_READ ? EV_ADD : EV_DELETE, 0, 0, io);
-        if ((events ^ old) & ZK__IO_WRITE)
-            EV_SET(&ch[n++], io->fd, EVFILT_WRITE, events & ZK__IO_WRITE ? EV_ADD : EV_DELETE, 0, 0, io);
-        if (n && kevent(loop->fd, ch, n, NULL, 0, NULL) < 0 && events) return -errno;
-        io->slot = events ? 1 : 0;
-        io->events = events;
+        /* one change per call: kqueue stops at the first failing change, and
+           io->events must say exactly what is registered */
+        static const short filters[2] = {EVFILT_READ, EVFILT_WRITE};
+        static const unsigned bits[2] = {ZK__IO_READ, ZK__IO_WRITE};
+        int k;
+        for (k = 0; k < 2; k++) {
+            struct kevent ch;
+            if (!((events ^ io->events) & bits[k])) continue;
+            EV_SET(&ch, io->fd, filters[k], events & bits[k] ? EV_ADD : EV_DELETE, 0, 0, io);
+            if (kevent(loop->fd, &ch, 1, NULL, 0, NULL) < 0 && (events & bits[k]))
+                return errno == ENOMEM ? ZK_ENOMEM : ZK_EIO;
+            io->events ^= bits[k];
+        }
+        io->slot = io->events ? 1 : 0;
         if (!events) {
             struct kevent *e = (struct kevent *)loop->events;
             for (i = loop->event_at + 1; i < loop->nevents; i++)
@@ -554,6 +563,7 @@ fail:
 ZK_API void zk_loop_free(zk_loop *loop) {
     zk__post *p;
     if (!loop) return;
+    if (loop->drop_clients) loop->drop_clients(loop);
     if (loop->wake_rd >= 0) close(loop->wake_rd);
     if (loop->wake_wr >= 0 && loop->wake_wr != loop->wake_rd) close(loop->wake_wr);
     if (loop->fd >= 0) close(loop->fd);

@@ -27,8 +27,9 @@ typedef struct zk_loop_opts {
    opts may be NULL. */
 ZK_API zk_loop *zk_loop_new(const zk_loop_opts *opts);
 
-/* Frees the loop. Close what uses it first; posted functions that never ran
-   are dropped (their arg is not freed). */
+/* Frees the loop. Free its servers first. Client connections still open
+   are dropped (on_close 1006) and those finishing a close are freed;
+   posted functions that never ran are dropped (their arg is not freed). */
 ZK_API void zk_loop_free(zk_loop *loop);
 
 /* Runs until zk_loop_stop. Returns 0, or a negative zk_err if polling fails. */

@@ -191,6 +191,11 @@ ZK__PRIVATE void zk__wq_clear(zk_conn *c) {
 }
 
 ZK__PRIVATE void zk__conn_free(zk_conn *c) {
+    if (c->client && (c->prev || c->loop->clients == c)) {
+        if (c->prev) c->prev->next = c->next;
+        else c->loop->clients = c->next;
+        if (c->next) c->next->prev = c->prev;
+    }
     zk_timer_stop(&c->timer);
     zk__work_cancel(c->loop, &c->flush);
     zk__wq_clear(c);
@@ -240,8 +245,19 @@ ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
         c->prev = c->next = NULL;
         s->nconns--;
         zk__server_check_done(s);
+    } else if (c->client) {
+        if (c->prev) c->prev->next = c->next;
+        else c->loop->clients = c->next;
+        if (c->next) c->next->prev = c->prev;
+        c->prev = c->next = NULL;
     }
     zk__conn_release(c);
+}
+
+/* zk_loop_free: client connections still there (open, or finishing their
+   close after on_close) are dropped and freed. */
+ZK__PRIVATE void zk__drop_clients(zk_loop *loop) {
+    while (loop->clients) zk_conn_abort((zk_conn *)loop->clients);
 }
 
 /* The WebSocket part is over (close exchanged, failed, or an HTTP answer
@@ -1345,6 +1361,10 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
     c->client = cl;
     c->data = o->data;
     c->state = ZK__C_CONNECTING;
+    c->next = (zk_conn *)loop->clients;
+    if (c->next) c->next->prev = c;
+    loop->clients = c;
+    loop->drop_clients = zk__drop_clients;
     rc = resolve ? zk__resolve(host, port, &cl->addr, &cl->addr_len, 0) : 0;
     if (rc < 0) {
         zk__conn_free(c);

@@ -20,8 +20,11 @@ typedef struct zk_callbacks {
     /* The connection is gone: code and reason from the peer's close frame
        (1005 when it had none), or 1006 when it dropped without one, or the
        code we sent when we failed it. clean is 1 after a full close
-       handshake. The connection is freed when this returns. A client whose
-       connect failed gets on_close with 1006 and no on_open. */
+       handshake. After this returns the connection is no longer yours: do
+       not use it. (The library may still finish the TCP close, then frees
+       it; zk_server_free and zk_loop_free free any still finishing.) A
+       client whose connect failed gets on_close with 1006 and no on_open; a
+       server connection that never opened gets no on_close. */
     void (*on_close)(zk_conn *conn, int code, zk_str reason, int clean);
     /* The write queue fell below the high-water mark after a send reported
        backpressure (ZK_SEND_BACKPRESSURE). */

@@ -65,33 +65,39 @@ if ! make -s all >"$BUILD/make.log" 2>&1; then
     fail "build"; tail -40 "$BUILD/make.log"
 fi
 
-if [ $deps_clang = 1 ] && ! make -s clang-tests >>"$BUILD/make.log" 2>&1; then
-    fail "build (clang)"; tail -40 "$BUILD/make.log"
-fi
-
 # 5. Unit tests: each binary reports its own "N passed, N failed". They run
-#    twice: built by gcc and by clang, each with ASan and UBSan.
-variants="$BUILD"
-[ $deps_clang = 1 ] && variants="$BUILD $BUILD/clang"
-for t in tests/test_*.c; do
-  for dir in $variants; do
-    [ -e "$t" ] || continue
-    name=$(basename "$t" .c)
-    bin=$dir/$name
-    [ "$dir" = "$BUILD" ] || name="$name (clang)"
-    if [ ! -x "$bin" ]; then fail "$name (not built)"; continue; fi
-    out=$("$bin" 2>&1); rc=$?
-    printf '== %s\n%s\n' "$name" "$out" >> "$log"
+#    built by gcc and by clang, each with ASan and UBSan; the loop and
+#    connection tests also run on every poller backend.
+unit() { # unit LABEL BINARY [VAR=VALUE...]
+    local label=$1 bin=$2 out rc line p f; shift 2
+    if [ ! -x "$bin" ]; then fail "$label (not built)"; return; fi
+    out=$(env "$@" "$bin" 2>&1); rc=$?
+    printf '== %s\n%s\n' "$label" "$out" >> "$log"
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     if [ -z "$line" ]; then
-        fail "$name (crashed, exit $rc)"; printf '%s\n' "$out" | tail -30; continue
+        fail "$label (crashed, exit $rc)"; printf '%s\n' "$out" | tail -30; return
     fi
     p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}')
     if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
     passed=$((passed + p)); failed=$((failed + f))
-    if [ "$f" = 0 ]; then printf 'ok    %s (%s tests)\n' "$name" "$p"
-    else printf 'FAIL  %s\n' "$name"; printf '%s\n' "$out" | grep -v '^ok ' | tail -40; fi
-  done
+    if [ "$f" = 0 ]; then printf 'ok    %s (%s tests)\n' "$label" "$p"
+    else printf 'FAIL  %s\n' "$label"; printf '%s\n' "$out" | grep -v '^ok ' | tail -40; fi
+}
+if [ $deps_clang = 1 ] && ! make -s clang-tests >>"$BUILD/make.log" 2>&1; then
+    fail "build (clang)"; tail -40 "$BUILD/make.log"
+fi
+if ! make -s kqueue-tests >>"$BUILD/make.log" 2>&1; then
+    fail "build (kqueue shim)"; tail -40 "$BUILD/make.log"
+fi
+for t in tests/test_*.c; do
+    [ -e "$t" ] || continue
+    name=$(basename "$t" .c)
+    unit "$name" "$BUILD/$name"
+    [ $deps_clang = 1 ] && unit "$name (clang)" "$BUILD/clang/$name"
+    case $name in test_loop|test_net)
+        unit "$name (poll)" "$BUILD/$name" ZK_TEST_POLLER=poll
+        unit "$name (kqueue)" "$BUILD/kqueue/$name" ZK_TEST_POLLER=kqueue ;;
+    esac
 done
 
 # 6. Fuzzers, briefly: each must survive its seed corpus and fresh inputs.
@@ -106,6 +112,28 @@ if [ $deps_fuzz = 1 ]; then
     done
 else
     skip "fuzzers" "libFuzzer not available (clang with libclang-rt)"
+fi
+
+# 7. Interop against independent peers (Python websockets, Node ws,
+#    Autobahn|Python). tests/interop/run.sh installs the peers it needs and
+#    ends with its own "N passed, N failed[, N skipped]".
+if make -s "$BUILD/echo" "$BUILD/interop_client" >>"$BUILD/make.log" 2>&1; then
+    out=$(timeout 600 bash tests/interop/run.sh 2>&1); rc=$?
+    printf '== interop\n%s\n' "$out" >> "$log"
+    line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+    if [ -z "$line" ]; then
+        fail "interop (no summary, exit $rc)"; printf '%s\n' "$out" | tail -30
+    else
+        p=$(echo "$line" | awk '{print $1}'); f=$(echo "$line" | awk '{print $3}' | tr -d ,)
+        s=$(echo "$line" | sed -n 's/.*, \([0-9]*\) skipped.*/\1/p')
+        if [ "$rc" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+        passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + ${s:-0}))
+        printf '%s\n' "$out" | grep '^SKIP'
+        if [ "$f" = 0 ]; then printf 'ok    interop (%s tests)\n' "$p"
+        else printf 'FAIL  interop\n'; printf '%s\n' "$out" | grep '^FAIL' | tail -40; fi
+    fi
+else
+    fail "interop (build)"; tail -40 "$BUILD/make.log"
 fi
 
 if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
