@@ -587,26 +587,32 @@ ZK_API void zk_loop_set_data(zk_loop *loop, void *data) { loop->data = data; }
 ZK_API void *zk_loop_data(const zk_loop *loop) { return loop->data; }
 ZK_API void zk_loop_stop(zk_loop *loop) { loop->stopped = 1; }
 
+ZK_API int zk_loop_timeout(const zk_loop *loop) {
+    uint64_t now, due;
+    if (loop->work) return 0;
+    if (!loop->heap_len) return -1;
+    now = loop->virtual_clock ? loop->now : zk__monotonic_ms();
+    due = loop->heap[0]->due;
+    return due <= now ? 0 : (int)ZK__MIN(due - now, (uint64_t)0x7FFFFFFF);
+}
+
 ZK_API int zk_loop_step(zk_loop *loop, int timeout_ms) {
-    int ran, n;
-    if (loop->work) timeout_ms = 0;
+    int ran, wait = timeout_ms;
     if (!loop->virtual_clock) loop->now = zk__monotonic_ms();
-    if (loop->heap_len && timeout_ms != 0) {
-        uint64_t due = loop->heap[0]->due;
-        if (loop->virtual_clock) {
-            /* virtual time never passes while waiting: do not wait for it */
-        } else if (due <= loop->now) {
-            timeout_ms = 0;
-        } else if (timeout_ms < 0 || due - loop->now < (uint64_t)timeout_ms) {
-            timeout_ms = (int)ZK__MIN(due - loop->now, (uint64_t)0x7FFFFFFF);
-        }
+    if (loop->virtual_clock && loop->heap_len) {
+        wait = 0; /* virtual time never passes while waiting: look, then jump */
+    } else if (wait != 0) {
+        int t = zk_loop_timeout(loop);
+        if (t >= 0 && (wait < 0 || t < wait)) wait = t;
     }
-    ran = zk__poller_wait(loop, timeout_ms);
+    ran = zk__poller_wait(loop, wait);
     if (ran < 0) return ran;
     if (!loop->virtual_clock) loop->now = zk__monotonic_ms();
     ran += zk__work_run(loop);
-    n = zk__timers_run(loop, loop->now);
-    ran += n;
+    if (loop->virtual_clock && ran == 0 && timeout_ms != 0 && loop->heap_len &&
+        loop->heap[0]->due > loop->now)
+        loop->now = loop->heap[0]->due;
+    ran += zk__timers_run(loop, loop->now);
     ran += zk__work_run(loop);
     return ran;
 }

@@ -49,8 +49,16 @@ ZK_API void zk_loop_stop(zk_loop *loop);
 ZK_API uint64_t zk_loop_now(const zk_loop *loop);
 
 /* Virtual clock only: moves time forward by ms, running every timer that
-   falls due on the way, in order, and the in-memory deliveries they cause. */
+   falls due on the way, in order, and the in-memory deliveries they cause.
+   Also, with a virtual clock, a zk_loop_step that would wait (timeout not 0)
+   and finds no I/O or work jumps time to the next timer and runs it, so
+   zk_loop_run works and a test never waits for real. */
 ZK_API void zk_loop_advance(zk_loop *loop, uint64_t ms);
+
+/* Milliseconds until the loop has something to do without I/O: 0 when
+   work is pending or a timer is due, -1 when no timer is set. An embedding
+   event loop waits on zk_loop_fd for at most this long, then steps. */
+ZK_API int zk_loop_timeout(const zk_loop *loop);
 
 /* The poller's descriptor (epoll or kqueue), readable when the loop has
    work: add it to another event loop and call zk_loop_step(loop, 0) when it

@@ -47,6 +47,8 @@ ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err);
 typedef struct zk__chunk {
     struct zk__chunk *next;
     size_t len, cap;
+    unsigned char frames; /* holds whole WebSocket frames (not HTTP bytes) */
+    unsigned char open;   /* more frames may be appended */
 } zk__chunk;
 
 #define ZK__CHUNK_DATA(ch) ((unsigned char *)((ch) + 1))
@@ -90,6 +92,7 @@ struct zk_conn {
     size_t rlen, rseen;
     zk__chunk *wq, *wq_tail;
     zk__chunk *wq_prio;         /* the last control frame queued ahead of data */
+    zk__chunk *wq_pong;         /* a pong not yet started, replaced by newer ones */
     size_t wq_bytes, wq_off;    /* queued bytes; bytes of the head chunk written */
     size_t high_water, write_limit;
     zk_timer timer;
@@ -98,6 +101,7 @@ struct zk_conn {
     const char *protocol;       /* chosen subprotocol, or NULL */
     int busy;                   /* handlers running on the stack */
     unsigned char state, timer_what, opened, notified, want_drain, shut, write_blocked;
+    unsigned char pinged;       /* a heartbeat ping is out and nothing came since */
 };
 
 struct zk_server {
@@ -121,6 +125,8 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(size_t need) {
     ch->next = NULL;
     ch->len = 0;
     ch->cap = cap;
+    ch->frames = 1;
+    ch->open = 1;
     return ch;
 }
 
@@ -134,13 +140,15 @@ ZK__PRIVATE void zk__conn_schedule_flush(zk_conn *c) {
     if (c->state != ZK__C_GONE) zk__work_queue(c->loop, &c->flush);
 }
 
-/* Reserves len bytes at the end of the queue. */
-ZK__PRIVATE unsigned char *zk__wq_append(zk_conn *c, size_t len) {
+/* Reserves len bytes at the end of the queue: whole frames, or (raw) HTTP
+   bytes, which get a chunk of their own. */
+ZK__PRIVATE unsigned char *zk__wq_add(zk_conn *c, size_t len, int raw) {
     zk__chunk *t = c->wq_tail;
     unsigned char *p;
-    if (!t || t->cap - t->len < len) {
+    if (raw || !t || !t->open || t->cap - t->len < len) {
         t = zk__chunk_new(len);
         if (!t) return NULL;
+        if (raw) t->frames = t->open = 0;
         if (c->wq_tail) c->wq_tail->next = t;
         else c->wq = t;
         c->wq_tail = t;
@@ -152,20 +160,72 @@ ZK__PRIVATE unsigned char *zk__wq_append(zk_conn *c, size_t len) {
     return p;
 }
 
-/* Queues a control frame ahead of queued data (at the first frame boundary
-   not yet started): a pong is never stuck behind a backlog. */
-ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len) {
-    zk__chunk *ch = zk__chunk_new(len);
+ZK__PRIVATE unsigned char *zk__wq_append(zk_conn *c, size_t len) { return zk__wq_add(c, len, 0); }
+ZK__PRIVATE unsigned char *zk__wq_raw(zk_conn *c, size_t len) { return zk__wq_add(c, len, 1); }
+
+/* The head chunk is partly written: split it at the first frame boundary
+   after what went out, so a control frame can go in between. */
+ZK__PRIVATE int zk__wq_split_head(zk_conn *c) {
+    zk__chunk *h = c->wq, *r;
+    const unsigned char *d = ZK__CHUNK_DATA(h);
+    size_t pos = 0;
+    if (!h->frames) return 0;
+    while (pos < c->wq_off) {
+        size_t code = d[pos + 1] & 0x7Fu, header = 2, payload = code, i;
+        if (code == 126) {
+            header = 4;
+            payload = (size_t)d[pos + 2] << 8 | d[pos + 3];
+        } else if (code == 127) {
+            header = 10;
+            for (payload = 0, i = 0; i < 8; i++) payload = payload << 8 | d[pos + 2 + i];
+        }
+        if (d[pos + 1] & 0x80u) header += 4;
+        pos += header + payload;
+    }
+    if (pos >= h->len) return 0;
+    r = zk__chunk_new(h->len - pos);
+    if (!r) return ZK_ENOMEM;
+    memcpy(ZK__CHUNK_DATA(r), d + pos, h->len - pos);
+    r->len = h->len - pos;
+    r->open = h->open;
+    r->next = h->next;
+    h->next = r;
+    h->len = pos;
+    h->open = 0;
+    if (c->wq_tail == h) c->wq_tail = r;
+    return 0;
+}
+
+/* Queues a control frame ahead of queued data, at the first frame
+   boundary not yet started, after earlier control frames: a pong is never
+   stuck behind a backlog. Every ping gets its pong, except over the
+   high-water mark, where a pong not yet started is replaced by the newer
+   one (RFC 6455 5.5.3): a peer pinging a full queue adds at most one. */
+ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int pong) {
+    zk__chunk *ch = c->wq_pong;
+    if (pong && ch && c->wq_bytes >= c->high_water && !(ch == c->wq && c->wq_off)) {
+        memcpy(ZK__CHUNK_DATA(ch), frame, len);
+        c->wq_bytes = c->wq_bytes - ch->len + len;
+        ch->len = len;
+        zk__conn_schedule_flush(c);
+        return 0;
+    }
+    ch = zk__chunk_new(ZK_WS_MAX_CONTROL_FRAME);
     if (!ch) return ZK_ENOMEM;
     memcpy(ZK__CHUNK_DATA(ch), frame, len);
     ch->len = len;
-    ch->cap = len; /* nothing else goes in: the data after it stays in order */
+    ch->open = 0; /* the data after it stays in order */
     if (!c->wq) {
         c->wq = c->wq_tail = ch;
     } else if (c->wq_prio || c->wq_off) {
-        /* after earlier control frames (order kept), or after the chunk
-           being written */
-        zk__chunk *after = c->wq_prio ? c->wq_prio : c->wq;
+        zk__chunk *after = c->wq_prio;
+        if (!after) {
+            if (zk__wq_split_head(c) < 0) {
+                ZK_FREE(ch);
+                return ZK_ENOMEM;
+            }
+            after = c->wq;
+        }
         ch->next = after->next;
         after->next = ch;
         if (c->wq_tail == after) c->wq_tail = ch;
@@ -174,6 +234,7 @@ ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len) {
         c->wq = ch;
     }
     c->wq_prio = ch;
+    if (pong) c->wq_pong = ch;
     c->wq_bytes += len;
     zk__conn_schedule_flush(c);
     return 0;
@@ -186,7 +247,7 @@ ZK__PRIVATE void zk__wq_clear(zk_conn *c) {
         ZK_FREE(ch);
         ch = next;
     }
-    c->wq = c->wq_tail = c->wq_prio = NULL;
+    c->wq = c->wq_tail = c->wq_prio = c->wq_pong = NULL;
     c->wq_bytes = c->wq_off = 0;
 }
 
@@ -231,7 +292,12 @@ ZK__PRIVATE void zk__conn_notify(zk_conn *c, int code, zk_str reason, int clean)
 ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
     zk_server *s = c->server;
     if (c->state == ZK__C_GONE) return;
+    c->state = ZK__C_LINGER; /* API calls inside on_close see a closed connection */
     zk__conn_notify(c, code, zk_str_c(reason), 0);
+    if (c->state == ZK__C_GONE) { /* on_close aborted it */
+        zk__conn_release(c);
+        return;
+    }
     c->state = ZK__C_GONE;
     zk_timer_stop(&c->timer);
     zk__work_cancel(c->loop, &c->flush);
@@ -299,6 +365,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
                 c->wq = ch->next;
                 if (!c->wq) c->wq_tail = NULL;
                 if (c->wq_prio == ch) c->wq_prio = NULL;
+                if (c->wq_pong == ch) c->wq_pong = NULL;
                 c->wq_off = 0;
                 ZK_FREE(ch);
             } else {
@@ -351,7 +418,8 @@ ZK__PRIVATE void zk__conn_timer(zk_timer *t) {
         if (now - c->last_rx >= idle) {
             unsigned char frame[8];
             int n = zk_ws_send(&c->ws, frame, sizeof frame, ZK_WS_PING, NULL, 0, 1);
-            if (n > 0) zk__wq_priority(c, frame, (size_t)n);
+            if (n > 0) zk__wq_priority(c, frame, (size_t)n, 0);
+            c->pinged = 1;
             zk__conn_arm(c, ZK__T_PONG, wait);
         } else {
             zk__conn_arm(c, ZK__T_IDLE, idle - (now - c->last_rx));
@@ -361,7 +429,8 @@ ZK__PRIVATE void zk__conn_timer(zk_timer *t) {
     case ZK__T_PONG: {
         uint32_t idle = c->server->opts.idle_timeout_ms ? c->server->opts.idle_timeout_ms : 30000;
         uint32_t wait = c->server->opts.pong_timeout_ms ? c->server->opts.pong_timeout_ms : 10000;
-        if (now - c->last_rx >= (uint64_t)wait) zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not answer a ping");
+        (void)now, (void)wait;
+        if (c->pinged) zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not answer a ping");
         else zk__conn_arm(c, ZK__T_IDLE, idle);
         break;
     }
@@ -427,7 +496,7 @@ ZK_API int zk_conn_ping(zk_conn *c, const void *data, size_t len) {
     if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
     n = zk_ws_send(&c->ws, frame, sizeof frame, ZK_WS_PING, data, len, 1);
     if (n < 0) return n;
-    return zk__wq_priority(c, frame, (size_t)n);
+    return zk__wq_priority(c, frame, (size_t)n, 0);
 }
 
 ZK_API int zk_conn_close(zk_conn *c, int code, const char *reason) {
@@ -436,7 +505,7 @@ ZK_API int zk_conn_close(zk_conn *c, int code, const char *reason) {
     unsigned char *p;
     int n;
     if (c->state == ZK__C_CONNECTING || c->state == ZK__C_HANDSHAKE || c->state == ZK__C_HTTP) {
-        zk__conn_gone(c, code ? code : ZK_CLOSE_ABNORMAL, reason ? reason : "closed before open");
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "closed before open");
         return 0;
     }
     if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
@@ -465,7 +534,7 @@ ZK_API int zk_conn_respond(zk_conn *c, int status, const zk_http_header *headers
     size_t i;
     if (c->state != ZK__C_HTTP) return ZK_ECLOSED;
     for (i = 0; i < header_count; i++) cap += headers[i].name.len + headers[i].value.len + 4;
-    p = zk__wq_append(c, cap);
+    p = zk__wq_raw(c, cap);
     if (!p) return ZK_ENOMEM;
     n = zk_http_write_response((char *)p, cap, status, headers, header_count, body, body_len);
     if (n < 0) {
@@ -535,7 +604,7 @@ ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t l
         n = zk_ws_upgrade_refuse(out, sizeof out, &up);
         c->state = ZK__C_HTTP;
         if (n > 0) {
-            unsigned char *p = zk__wq_append(c, (size_t)n);
+            unsigned char *p = zk__wq_raw(c, (size_t)n);
             if (p) memcpy(p, out, (size_t)n);
         }
         zk__conn_linger(c, zk__close_timeout(c));
@@ -554,7 +623,14 @@ ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t l
         zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "could not write the upgrade answer");
         return len;
     }
-    memcpy(zk__wq_append(c, (size_t)rc), out, (size_t)rc);
+    {
+        unsigned char *p = zk__wq_raw(c, (size_t)rc);
+        if (!p) {
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
+            return len;
+        }
+        memcpy(p, out, (size_t)rc);
+    }
     c->protocol = up.protocol;
     c->state = ZK__C_OPEN;
     c->opened = 1;
@@ -599,9 +675,7 @@ ZK__PRIVATE size_t zk__conn_frames(zk_conn *c, unsigned char *buf, size_t len) {
         at += used;
         if (ev.reply_len) {
             if (ev.type == ZK_WS_EV_PING) {
-                /* a peer that pings faster than it reads gets no more pongs
-                   than fit under the high-water mark (RFC 6455 5.5.3) */
-                if (c->wq_bytes < c->high_water) zk__wq_priority(c, ev.reply, ev.reply_len);
+                zk__wq_priority(c, ev.reply, ev.reply_len, 1);
             } else {
                 unsigned char *p = zk__wq_append(c, ev.reply_len);
                 if (p) memcpy(p, ev.reply, ev.reply_len);
@@ -615,13 +689,13 @@ ZK__PRIVATE size_t zk__conn_frames(zk_conn *c, unsigned char *buf, size_t len) {
         case ZK_WS_EV_PONG:
             if (c->cb && c->cb->on_pong) c->cb->on_pong(c, ev.data);
             break;
-        case ZK_WS_EV_CLOSE:
-            zk__conn_notify(c, ev.code, ev.data, 1);
+        case ZK_WS_EV_CLOSE: /* closed before on_close: sends in it get ZK_ECLOSED */
             zk__conn_linger(c, zk__close_timeout(c));
+            zk__conn_notify(c, ev.code, ev.data, 1);
             return len;
         case ZK_WS_EV_ERROR:
-            zk__conn_notify(c, ev.code, zk_str_c(ev.error), 0);
             zk__conn_linger(c, zk__close_timeout(c));
+            zk__conn_notify(c, ev.code, zk_str_c(ev.error), 0);
             return len;
         default:
             break;
@@ -661,6 +735,7 @@ ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
             break;
         }
         c->last_rx = zk_loop_now(c->loop);
+        c->pinged = 0; /* anything from the peer proves it alive */
         have += (size_t)n;
         used = 0;
         if (c->state == ZK__C_HANDSHAKE) {
@@ -1329,7 +1404,7 @@ ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
         zk__conn_gone(c, ZK_CLOSE_ABNORMAL, err == ECONNREFUSED ? "connection refused" : "connect failed");
     } else {
         n = zk_ws_client_request(req, sizeof req, &c->client->hs);
-        if (n < 0 || !(p = zk__wq_append(c, (size_t)n))) {
+        if (n < 0 || !(p = zk__wq_raw(c, (size_t)n))) {
             zk__conn_gone(c, ZK_CLOSE_ABNORMAL, n == ZK_EINVAL ? "invalid request header" : "upgrade request too large");
         } else {
             memcpy(p, req, (size_t)n);

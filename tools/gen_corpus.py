@@ -1,0 +1,245 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzzers into tests/fuzz/corpus/.
+
+    python3 tools/gen_corpus.py
+
+request/   upgrade requests (valid and refused), plain GETs, malformed heads
+response/  101 answers (right and wrong), refusals, malformed status lines
+frames/    one configuration byte (see tests/fuzz/fuzz_frames.c) and a frame
+           stream: masked client frames for a server, unmasked ones for a
+           client, covering text, binary, fragments, control frames, 16- and
+           64-bit lengths, bad UTF-8, reserved bits and other violations
+
+Deterministic: the same files, byte for byte, on every run. It only writes
+files; it does not delete any.
+"""
+import os
+import struct
+import sys
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fuzz", "corpus")
+
+KEY = "dGhlIHNhbXBsZSBub25jZQ=="        # RFC 6455 1.3 sample nonce
+ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="     # and its Sec-WebSocket-Accept
+
+
+def head(first, headers, tail=b""):
+    lines = [first] + ["%s: %s" % h for h in headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + tail
+
+
+def upgrade_headers(**over):
+    h = [("Host", "server.example.com"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+         ("Sec-WebSocket-Key", KEY), ("Sec-WebSocket-Version", "13")]
+    out = []
+    for name, value in h:
+        key = name.lower().replace("-", "_")
+        if key in over:
+            if over[key] is not None:
+                out.append((name, over[key]))
+        else:
+            out.append((name, value))
+    return out
+
+
+REQUESTS = {
+    "rfc6455": head("GET /chat HTTP/1.1", [
+        ("Host", "server.example.com"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Key", KEY), ("Origin", "http://example.com"),
+        ("Sec-WebSocket-Protocol", "chat, superchat"), ("Sec-WebSocket-Version", "13")]),
+    "subprotocols": head("GET /chat HTTP/1.1", upgrade_headers() + [
+        ("Sec-WebSocket-Protocol", "v2.bookings , SuperChat"), ("Sec-WebSocket-Protocol", "chat")]),
+    "query": head("GET /chat?room=1&token=a%20b+c&a HTTP/1.1", upgrade_headers()),
+    "absolute_form": head("GET ws://server.example.com:8080/chat?x=%41 HTTP/1.1", upgrade_headers()),
+    "browser": head("GET /socket HTTP/1.1", [
+        ("Host", "127.0.0.1:9001"), ("Connection", "keep-alive, Upgrade"), ("Pragma", "no-cache"),
+        ("Cache-Control", "no-cache"), ("User-Agent", "Mozilla/5.0 (X11; Linux x86_64) Chrome/156.0"),
+        ("Upgrade", "websocket"), ("Origin", "null"), ("Sec-WebSocket-Version", "13"),
+        ("Accept-Encoding", "gzip, deflate, br"), ("Accept-Language", "en-US,en;q=0.9"),
+        ("Sec-WebSocket-Key", "x3JJHMbDL1EzLkh9GBhXDw=="),
+        ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]),
+    "lowercase": head("GET / HTTP/1.1", [
+        ("host", "a"), ("upgrade", "WebSocket"), ("connection", "upgrade"),
+        ("sec-websocket-key", KEY), ("sec-websocket-version", "13"), ("x-empty", "")]),
+    "plain_get": head("GET /index.html HTTP/1.1", [("Host", "a"), ("Accept", "*/*")]),
+    "plain_http10": head("GET / HTTP/1.0", []),
+    "with_body": head("POST /form HTTP/1.1", [("Host", "a"), ("Content-Length", "5")], b"hello"),
+    "pipelined": head("GET /1 HTTP/1.1", [("Host", "a")]) + head("GET /2 HTTP/1.1", [("Host", "a")]),
+    "refuse_http10": head("GET /chat HTTP/1.0", upgrade_headers()),
+    "refuse_post": head("POST /chat HTTP/1.1", upgrade_headers()),
+    "refuse_version8": head("GET /chat HTTP/1.1", upgrade_headers(sec_websocket_version="8")),
+    "refuse_short_key": head("GET /chat HTTP/1.1", upgrade_headers(sec_websocket_key="dGhlIHNhbXBsZQ==")),
+    "refuse_two_keys": head("GET /chat HTTP/1.1", upgrade_headers() + [("Sec-WebSocket-Key", KEY)]),
+    "refuse_no_host": head("GET /chat HTTP/1.1", upgrade_headers(host=None)),
+    "refuse_no_connection": head("GET /chat HTTP/1.1", upgrade_headers(connection="keep-alive")),
+    "bad_folding": b"GET / HTTP/1.1\r\nHost: a\r\nX-Long: one\r\n two\r\n\r\n",
+    "bad_space_colon": b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+    "bad_lf_only": b"GET / HTTP/1.1\nHost: a\n\n",
+    "bad_http2": b"GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+    "bad_nul": b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n",
+    "bad_tls_hello": bytes.fromhex("1603010200010001fc0303") + bytes(range(32)),
+    "bad_target_ctl": b"GET /a\x7fb HTTP/1.1\r\nHost: a\r\n\r\n",
+    "partial": b"GET /chat HTTP/1.1\r\nHost: server.exa",
+}
+
+RESPONSES = {
+    "101_rfc6455": head("HTTP/1.1 101 Switching Protocols", [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", ACCEPT),
+        ("Sec-WebSocket-Protocol", "chat")]),
+    "101_no_protocol": head("HTTP/1.1 101 Switching Protocols", [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", ACCEPT)]),
+    "101_case": head("HTTP/1.1 101 Switching Protocols", [
+        ("upgrade", "WebSocket"), ("connection", "keep-alive, upgrade"),
+        ("sec-websocket-accept", ACCEPT), ("sec-websocket-protocol", "SuperChat"),
+        ("Date", "Wed, 25 Nov 2026 12:00:00 GMT")]),
+    "101_no_reason": head("HTTP/1.1 101", [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", ACCEPT)]),
+    "101_with_frame": head("HTTP/1.1 101 Switching Protocols", [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", ACCEPT)],
+        b"\x81\x05Hello"),
+    "101_wrong_accept": head("HTTP/1.1 101 Switching Protocols", [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOx=")]),
+    "101_extension": head("HTTP/1.1 101 Switching Protocols", [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", ACCEPT),
+        ("Sec-WebSocket-Extensions", "permessage-deflate")]),
+    "101_unoffered_protocol": head("HTTP/1.1 101 Switching Protocols", [
+        ("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", ACCEPT),
+        ("Sec-WebSocket-Protocol", "chatty")]),
+    "101_no_upgrade": head("HTTP/1.1 101 Switching Protocols", [
+        ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", ACCEPT)]),
+    "400_refusal": head("HTTP/1.1 400 Bad Request", [
+        ("Content-Length", "44"), ("Connection", "close"), ("Content-Type", "text/plain")],
+        b"Sec-WebSocket-Key is not base64 of 16 bytes\n"),
+    "426_refusal": head("HTTP/1.1 426 Upgrade Required", [
+        ("Content-Length", "43"), ("Connection", "close"), ("Content-Type", "text/plain"),
+        ("Sec-WebSocket-Version", "13")], b"unsupported Sec-WebSocket-Version (13 is)\n"),
+    "404_http10": head("HTTP/1.0 404 Not Found", [("Server", "x")]),
+    "200_body": head("HTTP/1.1 200 OK", [("Content-Length", "2")], b"ok"),
+    "bad_status_2digits": b"HTTP/1.1 10 X\r\n\r\n",
+    "bad_http2": b"HTTP/2 101 Switching Protocols\r\n\r\n",
+    "bad_icy": b"ICY 200 OK\r\n\r\n",
+    "bad_lf_only": b"HTTP/1.1 101 Switching Protocols\nUpgrade: websocket\n\n",
+    "bad_reason_ctl": b"HTTP/1.1 200 O\x01K\r\n\r\n",
+    "partial": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: webs",
+}
+
+# ---- frames ----
+
+SERVER, CLIENT = 0, 1
+MAX_64K, MAX_125 = 0 << 1, 4 << 1
+CLOSE_FIRST = 1 << 4
+
+
+def frame(opcode, payload=b"", fin=True, mask=None, rsv=0, length_form=None):
+    """One frame. mask: 4 bytes or None. length_form 16 or 64 forces a longer
+    length encoding than needed (legal to receive)."""
+    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if length_form == 64 or n > 0xFFFF:
+        out = bytes([b0, m | 127]) + struct.pack(">Q", n)
+    elif length_form == 16 or n > 125:
+        out = bytes([b0, m | 126]) + struct.pack(">H", n)
+    else:
+        out = bytes([b0, m | n])
+    if mask:
+        out += mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+    else:
+        out += payload
+    return out
+
+
+_counter = [0]
+
+
+def key():
+    """A fixed sequence of masking keys."""
+    _counter[0] += 1
+    i = _counter[0]
+    return bytes(((i * 73 + k * 151 + 0x3d) & 0xFF) for k in range(4))
+
+
+def c(opcode, payload=b"", **kw):
+    """A client frame (masked) for the server role."""
+    return frame(opcode, payload, mask=kw.pop("mask", None) or key(), **kw)
+
+
+def s(opcode, payload=b"", **kw):
+    """A server frame (unmasked) for the client role."""
+    return frame(opcode, payload, **kw)
+
+
+TEXT, BIN, CONT, CLOSE, PING, PONG = 1, 2, 0, 8, 9, 10
+MIXED = "Hello, мир! 你好世界 🙂🚀 café".encode("utf-8")
+
+
+def close_payload(code, reason=b""):
+    return struct.pack(">H", code) + reason
+
+
+def frames_corpus():
+    rfc_mask = bytes.fromhex("37fa213d")
+    f = {}
+    f["text_rfc_hello"] = bytes([SERVER]) + c(TEXT, b"Hello", mask=rfc_mask)
+    f["text_mixed_utf8"] = bytes([SERVER]) + c(TEXT, MIXED)
+    f["binary_small"] = bytes([SERVER]) + c(BIN, bytes(range(40)))
+    f["binary_len16"] = bytes([SERVER]) + c(BIN, bytes(i & 0xFF for i in range(300)))
+    f["binary_len64_short"] = bytes([SERVER]) + c(BIN, b"\xAA" * 200, length_form=64)
+    f["text_len16_nonminimal"] = bytes([SERVER]) + c(TEXT, b"tiny", length_form=16)
+    f["fragmented_text"] = bytes([SERVER]) + c(TEXT, b"Hel", fin=False) + c(CONT, b"lo")
+    f["fragmented_ping_between"] = bytes([SERVER]) + (
+        c(BIN, b"\x01\x02", fin=False) + c(PING, b"are you there") +
+        c(CONT, b"\x03", fin=False) + c(CONT, b"\x04\x05"))
+    # a character split across fragments: valid in total
+    cut = MIXED.index("你".encode()) + 1
+    f["fragmented_split_char"] = bytes([SERVER]) + c(TEXT, MIXED[:cut], fin=False) + c(CONT, MIXED[cut:])
+    f["ping_pong_close"] = bytes([SERVER]) + (
+        c(PING, b"Hello") + c(PONG, b"") + c(CLOSE, close_payload(1000, b"bye")))
+    f["close_empty"] = bytes([SERVER]) + c(CLOSE) + c(TEXT, b"after close")
+    f["close_one_byte"] = bytes([SERVER]) + c(CLOSE, b"\x03")
+    f["close_code_1005"] = bytes([SERVER]) + c(CLOSE, close_payload(1005))
+    f["close_reason_bad_utf8"] = bytes([SERVER]) + c(CLOSE, close_payload(1001, b"\xff"))
+    f["many_small"] = bytes([SERVER]) + b"".join(
+        c(TEXT if i % 3 else BIN, bytes([0x61 + i % 26]) * (i % 7)) for i in range(40))
+    f["bad_utf8_single"] = bytes([SERVER]) + c(TEXT, b"ok \xc3\x28 no")
+    f["bad_utf8_fragment"] = bytes([SERVER]) + c(TEXT, b"fine \xe2\x82", fin=False) + c(CONT, b"\x28")
+    f["bad_utf8_truncated"] = bytes([SERVER]) + c(TEXT, b"end \xf0\x9f\x99")
+    f["bad_surrogate"] = bytes([SERVER]) + c(TEXT, b"\xed\xa0\x80")
+    f["bad_rsv1"] = bytes([SERVER]) + c(TEXT, b"compressed?", rsv=4)
+    f["bad_opcode3"] = bytes([SERVER]) + c(3, b"x")
+    f["bad_unmasked_to_server"] = bytes([SERVER]) + s(TEXT, b"Hello")
+    f["bad_ping_126"] = bytes([SERVER]) + c(PING, b"p" * 126)
+    f["bad_ping_fragmented"] = bytes([SERVER]) + c(PING, b"p", fin=False)
+    f["bad_continuation_first"] = bytes([SERVER]) + c(CONT, b"orphan")
+    f["bad_text_inside_fragmented"] = bytes([SERVER]) + c(TEXT, b"a", fin=False) + c(TEXT, b"b")
+    f["bad_len64_high_bit"] = bytes([SERVER]) + bytes([0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1]) + key()
+    f["too_big_max125"] = bytes([SERVER | MAX_125]) + c(BIN, b"z" * 200)
+    f["too_big_fragments_max125"] = bytes([SERVER | MAX_125]) + (
+        c(BIN, b"y" * 100, fin=False) + c(CONT, b"y" * 30))
+    f["close_first_server"] = bytes([SERVER | CLOSE_FIRST]) + c(PING, b"late") + c(CLOSE, close_payload(1000))
+    f["client_text_ping_close"] = bytes([CLIENT]) + (
+        s(TEXT, "привет".encode()) + s(PING, b"hb") + s(BIN, bytes(130)) +
+        s(CLOSE, close_payload(4000, b"app")))
+    f["client_fragmented"] = bytes([CLIENT]) + s(TEXT, b"ab", fin=False) + s(CONT, b"cd")
+    f["bad_masked_to_client"] = bytes([CLIENT]) + frame(TEXT, b"Hi", mask=key())
+    return f
+
+
+def write(kind, files):
+    d = os.path.join(ROOT, kind)
+    os.makedirs(d, exist_ok=True)
+    for name in sorted(files):
+        with open(os.path.join(d, name), "wb") as fh:
+            fh.write(files[name])
+
+
+def main():
+    write("request", REQUESTS)
+    write("response", RESPONSES)
+    write("frames", frames_corpus())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
