@@ -24,7 +24,7 @@ FUZZERS  := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c)
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 
-.PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests kqueue-tests
+.PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests kqueue-tests valgrind-tests
 all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client
 
 zocket.h: $(SRC) tools/amalgamate.py
@@ -53,6 +53,14 @@ $(BUILD)/kqueue/test_%: tests/test_%.c tests/test.h tests/kqueue/kqueue_shim.c t
 	$(CC) $(TESTCFLAGS) -DZK_HAVE_KQUEUE=1 -Itests/kqueue $< tests/kqueue/kqueue_shim.c -o $@
 
 kqueue-tests: $(KQUEUE_TESTS)
+
+# the socket tests without sanitizers, for valgrind memcheck
+VALGRIND_TESTS := $(patsubst tests/%.c,$(BUILD)/plain/%,$(wildcard tests/test_loop.c tests/test_net.c))
+$(BUILD)/plain/test_%: tests/test_%.c tests/test.h zocket.h
+	@mkdir -p $(BUILD)/plain
+	$(CC) -std=c99 $(WARN) -g -O1 -I. $< -o $@
+
+valgrind-tests: $(VALGRIND_TESTS)
 
 $(BUILD)/interop_client: tests/interop/interop_client.c zocket.h | $(BUILD)
 	$(CC) $(TESTCFLAGS) $< -o $@

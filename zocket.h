@@ -8,33 +8,37 @@
      SHA-1 and base64 the WebSocket handshake requires are bundled.
 
    WHAT IS HERE (this version)
-     The WebSocket protocol engine of RFC 6455, "sans-I/O": it turns bytes into
-     events and events into bytes, and owns no socket, clock or thread, so the
-     same code runs under an event loop, a game loop, a fuzzer or a test.
-       - HTTP/1.1 request and response parsers (zero-copy, no allocation)
-       - the server side of the upgrade: validation, subprotocol choice,
-         101 / 400 / 426 / 431 answers
-       - the client side: request generation and response verification
-       - a frame engine (zk_ws) that parses frames split in any way, validates
-         UTF-8 incrementally, reassembles fragmented messages up to a limit,
-         answers pings and closes, and encodes (and masks) outgoing frames
-     The event loop, sockets, router, rooms and client come in later versions.
+     A WebSocket server and client (RFC 6455) on an event loop, over TCP or
+     an in-memory loopback transport, and under them the protocol engine,
+     which does no I/O.
+       - zk_loop: epoll / kqueue / poll, timers, a clock a test can make
+         virtual, run or step (a game loop calls zk_loop_step(loop, 0) per
+         frame), zk_loop_post from other threads
+       - zk_server / zk_client_connect / zk_conn: connections with open,
+         message, close, drain and pong callbacks, write queues with
+         backpressure, deadlines, graceful shutdown
+       - zk_loopback_*: client-server pairs in memory with fault injection
+       - zk_ws, zk_http_*: the sans-I/O engine: HTTP/1.1 heads, both sides of
+         the upgrade, frames parsed however the input is split, UTF-8
+         validated as it arrives, pings answered, closes echoed
+     The Zocket router, RPC, rooms and reconnecting client come later.
 
-   QUICK START (a server's read path; error handling shortened)
-       zk_ws ws; zk_ws_event ev; zk_ws_init(&ws, NULL);   // server role
-       ... after the handshake (see zk_http_parse_request) ...
-       size_t used;
-       while ((used = zk_ws_feed(&ws, buf, len, &ev)) > 0 || ev.type) {
-           if (ev.reply_len) write_all(fd, ev.reply, ev.reply_len);
-           if (ev.type == ZK_WS_EV_TEXT)   on_text(ev.data.ptr, ev.data.len);
-           if (ev.type == ZK_WS_EV_CLOSE || ev.type == ZK_WS_EV_ERROR) break;
-           buf += used; len -= used;
+   QUICK START (an echo server)
+       #define ZOCKET_IMPLEMENTATION
+
+       static void on_message(zk_conn *conn, zk_str data, int binary) {
+           zk_conn_send(conn, data.ptr, data.len, binary);
        }
-       // bytes not consumed (a partial frame header) stay: read more after them
-       char out[64];
-       int n = zk_ws_send(&ws, out, sizeof out, ZK_WS_TEXT, "hi", 2, 1);
-       write_all(fd, out, (size_t)n);
-       zk_ws_free(&ws);
+       int main(void) {
+           zk_loop *loop = zk_loop_new(NULL);
+           zk_server_opts opts = {0};
+           opts.port = 9001;                  // host: 127.0.0.1
+           opts.cb.on_message = on_message;
+           zk_server *server = zk_server_new(loop, &opts);
+           if (zk_server_listen(server) < 0) return 1;
+           return zk_loop_run(loop);
+       }
+     The engine alone (no sockets): see zk_ws_feed and examples/demo.c.
 
    OPTIONS (define before including; "all files" means every file that
    includes zocket.h must agree, "impl" means only the implementation file)
@@ -50,6 +54,9 @@
                                      included (16384); more is refused: 431
      ZK_WS_MAX_MESSAGE        all    default limit on a message, after
                                      reassembly (16 MiB); more closes 1009
+     ZK_HAVE_EPOLL, ZK_HAVE_KQUEUE
+                              impl   0 or 1: which pollers to build
+                                     (detected from the platform)
 
    ERRORS
      Functions that can fail return a negative zk_err (ZK_EAGAIN,
@@ -58,15 +65,29 @@
      peer as events (ZK_WS_EV_ERROR) carrying the close code to send.
 
    OWNERSHIP
-     Views (zk_str) handed out by a parser or an event point into your input
-     buffer or into the engine's reassembly buffer: they are valid until the
-     next call on the same object, or until you change the input buffer.
-     Encoders write into buffers you provide and report how much they wrote.
-     The library never frees a pointer you gave it.
+     Views (zk_str) handed to a callback are valid during that callback.
+     Views from a parser or an engine event point into your input buffer or
+     the engine's reassembly buffer: valid until the next call on the same
+     object, or until you change the input buffer. Sends copy what you give
+     them. Encoders write into buffers you provide and report how much they
+     wrote. Every zk_*_new has a zk_*_free; a connection is freed by the
+     library after its on_close. The library never frees a pointer you gave
+     it (option structs are copied; zk_client_opts strings too).
 
    THREADS
-     No global mutable state. Each object (zk_ws, a parsed request) belongs to
-     one thread at a time.
+     No global mutable state. One loop per thread: a loop and everything on
+     it (servers, connections, timers) are used from that thread only. The
+     one thread-safe call is zk_loop_post, which also wakes the loop. A
+     zk_ws or a parsed request belongs to one thread at a time.
+
+   PLATFORM
+     POSIX sockets; epoll on Linux, kqueue on BSD and macOS, poll elsewhere
+     (ZK_HAVE_EPOLL / ZK_HAVE_KQUEUE set to 0 or 1 override the detection).
+     The implementation file needs POSIX declarations: include zocket.h
+     before other headers there, or compile with _GNU_SOURCE or
+     _POSIX_C_SOURCE=200809L. pthread mutexes guard zk_loop_post (in glibc's
+     libc; elsewhere link with -pthread). Host names other than "localhost"
+     and numeric addresses are resolved with getaddrinfo, which blocks.
 
    LICENSE
      MIT or public domain (Unlicense), at your choice; see the end of file.

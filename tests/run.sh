@@ -70,8 +70,12 @@ fi
 #    connection tests also run on every poller backend.
 unit() { # unit LABEL BINARY [VAR=VALUE...]
     local label=$1 bin=$2 out rc line p f; shift 2
-    if [ ! -x "$bin" ]; then fail "$label (not built)"; return; fi
-    out=$(env "$@" "$bin" 2>&1); rc=$?
+    if [ "$bin" = valgrind ]; then
+        out=$(valgrind "$@" 2>&1); rc=$?
+    else
+        if [ ! -x "$bin" ]; then fail "$label (not built)"; return; fi
+        out=$(env "$@" "$bin" 2>&1); rc=$?
+    fi
     printf '== %s\n%s\n' "$label" "$out" >> "$log"
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     if [ -z "$line" ]; then
@@ -99,6 +103,22 @@ for t in tests/test_*.c; do
         unit "$name (kqueue)" "$BUILD/kqueue/$name" ZK_TEST_POLLER=kqueue ;;
     esac
 done
+
+# The socket tests again under valgrind memcheck (no sanitizers there).
+if tools/deps.sh valgrind 2>>"$log"; then
+    if make -s valgrind-tests >>"$BUILD/make.log" 2>&1; then
+        for t in tests/test_loop.c tests/test_net.c; do
+            [ -e "$t" ] || continue
+            name=$(basename "$t" .c)
+            unit "$name (valgrind)" valgrind -q --error-exitcode=99 --leak-check=full \
+                --errors-for-leak-kinds=definite,indirect "$BUILD/plain/$name"
+        done
+    else
+        fail "build (valgrind tests)"; tail -40 "$BUILD/make.log"
+    fi
+else
+    skip "valgrind runs" "valgrind not installed"
+fi
 
 # 6. Fuzzers, briefly: each must survive its seed corpus and fresh inputs.
 if [ $deps_fuzz = 1 ]; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond a C compiler, from Debian's registry.
-# Usage: tools/deps.sh NAME...   NAME is one of: clang libfuzzer
+# Usage: tools/deps.sh NAME...   NAME is one of: clang libfuzzer valgrind
 # Prints nothing and exits 0 when everything is present; exits 1 (with the
 # reason on stderr) when something is missing and cannot be installed.
 set -u
@@ -33,6 +33,8 @@ for want in "$@"; do
            have_clang || { echo "clang is not available" >&2; status=1; } ;;
     libfuzzer) have_libfuzzer || apt_install clang libclang-rt-dev || status=1
                have_libfuzzer || { echo "libFuzzer (clang -fsanitize=fuzzer) is not available" >&2; status=1; } ;;
+    valgrind) command -v valgrind >/dev/null 2>&1 || apt_install valgrind || status=1
+              command -v valgrind >/dev/null 2>&1 || { echo "valgrind is not available" >&2; status=1; } ;;
     *) echo "deps.sh: unknown dependency $want" >&2; status=1 ;;
     esac
 done
