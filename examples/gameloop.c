@@ -75,7 +75,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "gameloop: cannot listen on port %d\n", port);
         return 1;
     }
-    printf("listening on ws://127.0.0.1:%d (60 Hz state updates)\n", zk_server_port(server));
+    printf("listening on ws://127.0.0.1:%d\n", zk_server_port(server));
+    printf("sending the game state 60 times a second to every client\n");
     fflush(stdout);
 
     clock_gettime(CLOCK_MONOTONIC, &next);

@@ -240,6 +240,21 @@ if [ $bins_ok = 1 ]; then
     else skip "zocket client -> Node ws" "$why_node"; fi
 fi
 
+# ---- 4: examples/gameloop with a Python websockets client -----------------
+
+if [ -x $BUILD/gameloop ] && [ $py_ok = 1 ]; then
+    if start_server gameloop $BUILD/gameloop; then
+        run_checks "gameloop <- Python websockets" $PY $HERE/gameloop_client.py "$server_url"
+        stop_pid "$server_pid"
+    else
+        fail "gameloop: did not start: $server_error"
+    fi
+elif [ $py_ok = 1 ]; then
+    fail "$BUILD/gameloop is missing (make $BUILD/gameloop)"
+else
+    skip "gameloop <- Python websockets" "$why_py"
+fi
+
 if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
 else echo "$passed passed, $failed failed"; fi
 [ $failed -eq 0 ]
