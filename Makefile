@@ -25,7 +25,7 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 
 .PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests kqueue-tests valgrind-tests
-all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client
+all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client $(BUILD)/loadgen
 
 zocket.h: $(SRC) tools/amalgamate.py
 	$(PYTHON) tools/amalgamate.py
@@ -65,6 +65,9 @@ valgrind-tests: $(VALGRIND_TESTS)
 $(BUILD)/interop_client: tests/interop/interop_client.c zocket.h | $(BUILD)
 	$(CC) $(TESTCFLAGS) $< -o $@
 
+$(BUILD)/loadgen: bench/loadgen.c zocket.h | $(BUILD)
+	$(CC) $(BENCHCFLAGS) $< -o $@
+
 $(BUILD)/bench_%: bench/bench_%.c zocket.h | $(BUILD)
 	$(CC) $(BENCHCFLAGS) $< -o $@
 
@@ -90,8 +93,9 @@ fuzz: fuzzers
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/corpus/$$name tests/fuzz/corpus/$$name; \
 	done
 
-bench: $(BENCHES)
+bench: $(BENCHES) $(BUILD)/loadgen
 	@for b in $(BENCHES); do ./$$b; done
+	@echo "echo servers side by side (about 5 minutes): bash bench/run_echo.sh"
 
 clean:
 	rm -rf $(BUILD)

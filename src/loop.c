@@ -89,6 +89,14 @@ struct zk_loop {
     /* client connections (the net layer's), dropped by zk_loop_free */
     void *clients;
     void (*drop_clients)(zk_loop *loop);
+    /* spare write-queue chunks: a list through each block's first word */
+    void *chunk_cache;
+    int chunk_cached;
+    /* the cork: output of the connection whose read handler runs */
+    unsigned char *cork;
+    size_t cork_len, cork_cap;
+    void *corked;
+    int cork_raw;
 };
 
 ZK__PRIVATE uint64_t zk__monotonic_ms(void) {
@@ -572,12 +580,19 @@ ZK_API void zk_loop_free(zk_loop *loop) {
         ZK_FREE(p);
         p = next;
     }
+    while (loop->chunk_cache) {
+        void *next;
+        memcpy(&next, loop->chunk_cache, sizeof next);
+        ZK_FREE(loop->chunk_cache);
+        loop->chunk_cache = next;
+    }
     pthread_mutex_destroy(&loop->mutex);
     ZK_FREE(loop->events);
     ZK_FREE(loop->heap);
     ZK_FREE(loop->pfds);
     ZK_FREE(loop->pios);
     ZK_FREE(loop->rbuf);
+    ZK_FREE(loop->cork);
     ZK_FREE(loop);
 }
 

@@ -15,8 +15,11 @@
 
 #define ZK__READ_BUFFER (64u * 1024u) /* the loop's shared read buffer */
 #define ZK__CHUNK (16u * 1024u)       /* write-queue chunk */
-#define ZK__CHUNK_CACHE 64            /* spare chunks a loop keeps */
+#define ZK__CHUNK_CACHE 64            /* spare chunks a loop keeps (1 MiB at most):
+                                         a chunk per flush without malloc, free
+                                         and glibc trimming and faulting pages */
 #define ZK__READS_PER_EVENT 8         /* fairness: reads per readiness event */
+#define ZK__CORK (64u * 1024u)        /* the loop's cork buffer */
 
 /* ---- streams: what a connection reads from and writes to ---- */
 
@@ -37,6 +40,14 @@ struct zk__stream {
     zk_conn *conn;
     int loopback;
 };
+
+/* A TCP stream lives in the same allocation as its connection, after it. */
+typedef struct zk__tcp {
+    zk__stream base;
+    zk__io io;
+    zk_loop *loop;
+    int connecting;
+} zk__tcp;
 
 ZK__PRIVATE void zk__conn_readable(zk_conn *c);
 ZK__PRIVATE void zk__conn_writable(zk_conn *c);
@@ -116,18 +127,35 @@ struct zk_server {
     int shutting_down;
 };
 
-/* spare chunks, per loop, in the loop's read buffer header would be odd: a
-   small static-free cache hangs off the loop through these two helpers */
-ZK__PRIVATE zk__chunk *zk__chunk_new(size_t need) {
-    size_t cap = need < ZK__CHUNK ? ZK__CHUNK : need;
-    zk__chunk *ch = (zk__chunk *)ZK_MALLOC(sizeof *ch + cap);
-    if (!ch) return NULL;
+/* A chunk for at least need bytes: a standard one (from the loop's spares
+   when it has one), or exactly need bytes (HTTP answers, control frames). */
+ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
+    size_t cap = exact ? need : need < ZK__CHUNK ? ZK__CHUNK : need;
+    zk__chunk *ch;
+    if (cap == ZK__CHUNK && loop->chunk_cache) {
+        ch = (zk__chunk *)loop->chunk_cache;
+        loop->chunk_cache = ch->next;
+        loop->chunk_cached--;
+    } else {
+        ch = (zk__chunk *)ZK_MALLOC(sizeof *ch + cap);
+        if (!ch) return NULL;
+    }
     ch->next = NULL;
     ch->len = 0;
     ch->cap = cap;
     ch->frames = 1;
     ch->open = 1;
     return ch;
+}
+
+ZK__PRIVATE void zk__chunk_free(zk_loop *loop, zk__chunk *ch) {
+    if (ch->cap == ZK__CHUNK && loop->chunk_cached < ZK__CHUNK_CACHE) {
+        ch->next = (zk__chunk *)loop->chunk_cache;
+        loop->chunk_cache = ch;
+        loop->chunk_cached++;
+    } else {
+        ZK_FREE(ch);
+    }
 }
 
 ZK__PRIVATE void zk__conn_arm(zk_conn *c, int what, uint64_t ms) {
@@ -140,13 +168,63 @@ ZK__PRIVATE void zk__conn_schedule_flush(zk_conn *c) {
     if (c->state != ZK__C_GONE) zk__work_queue(c->loop, &c->flush);
 }
 
+/* The cork. While a connection's read handler runs, what it sends goes
+   into one loop-wide buffer, written with a single send when the handler
+   ends; only what the socket does not take is queued. The common echo or
+   request/answer path then allocates nothing per message. */
+ZK__PRIVATE void zk__cork(zk_conn *c) {
+    zk_loop *loop = c->loop;
+    if (loop->corked || c->wq) return; /* queued bytes go first: no cork */
+    if (!loop->cork) {
+        loop->cork = (unsigned char *)ZK_MALLOC(ZK__CORK);
+        if (!loop->cork) return;
+        loop->cork_cap = ZK__CORK;
+    }
+    loop->corked = c;
+    loop->cork_len = 0;
+    loop->cork_raw = 0;
+}
+
+/* Moves the corked bytes (from `from` on) into c's queue, which is empty,
+   and uncorks. */
+ZK__PRIVATE int zk__cork_spill(zk_conn *c, size_t from) {
+    zk_loop *loop = c->loop;
+    size_t n = loop->cork_len - from;
+    zk__chunk *ch;
+    loop->corked = NULL;
+    if (n == 0) return 0;
+    ch = zk__chunk_new(loop, n, 0);
+    if (!ch) {
+        c->wq_bytes -= n;
+        return ZK_ENOMEM;
+    }
+    memcpy(ZK__CHUNK_DATA(ch), loop->cork + from, n);
+    ch->len = n;
+    if (loop->cork_raw) ch->frames = ch->open = 0;
+    c->wq = c->wq_tail = ch;
+    zk__conn_schedule_flush(c);
+    return 0;
+}
+
 /* Reserves len bytes at the end of the queue: whole frames, or (raw) HTTP
    bytes, which get a chunk of their own. */
 ZK__PRIVATE unsigned char *zk__wq_add(zk_conn *c, size_t len, int raw) {
-    zk__chunk *t = c->wq_tail;
+    zk__chunk *t;
     unsigned char *p;
+    zk_loop *loop = c->loop;
+    if (loop->corked == c) {
+        if (loop->cork_cap - loop->cork_len >= len) {
+            p = loop->cork + loop->cork_len;
+            loop->cork_len += len;
+            loop->cork_raw |= raw;
+            c->wq_bytes += len;
+            return p;
+        }
+        if (zk__cork_spill(c, 0) < 0) return NULL;
+    }
+    t = c->wq_tail;
     if (raw || !t || !t->open || t->cap - t->len < len) {
-        t = zk__chunk_new(len);
+        t = zk__chunk_new(c->loop, len, raw);
         if (!t) return NULL;
         if (raw) t->frames = t->open = 0;
         if (c->wq_tail) c->wq_tail->next = t;
@@ -161,6 +239,13 @@ ZK__PRIVATE unsigned char *zk__wq_add(zk_conn *c, size_t len, int raw) {
 }
 
 ZK__PRIVATE unsigned char *zk__wq_append(zk_conn *c, size_t len) { return zk__wq_add(c, len, 0); }
+
+/* Gives back the last n bytes of the latest reservation. */
+ZK__PRIVATE void zk__wq_unreserve(zk_conn *c, size_t n) {
+    if (c->loop->corked == c) c->loop->cork_len -= n;
+    else c->wq_tail->len -= n;
+    c->wq_bytes -= n;
+}
 ZK__PRIVATE unsigned char *zk__wq_raw(zk_conn *c, size_t len) { return zk__wq_add(c, len, 1); }
 
 /* The head chunk is partly written: split it at the first frame boundary
@@ -183,7 +268,7 @@ ZK__PRIVATE int zk__wq_split_head(zk_conn *c) {
         pos += header + payload;
     }
     if (pos >= h->len) return 0;
-    r = zk__chunk_new(h->len - pos);
+    r = zk__chunk_new(c->loop, h->len - pos, 0);
     if (!r) return ZK_ENOMEM;
     memcpy(ZK__CHUNK_DATA(r), d + pos, h->len - pos);
     r->len = h->len - pos;
@@ -202,7 +287,9 @@ ZK__PRIVATE int zk__wq_split_head(zk_conn *c) {
    high-water mark, where a pong not yet started is replaced by the newer
    one (RFC 6455 5.5.3): a peer pinging a full queue adds at most one. */
 ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int pong) {
-    zk__chunk *ch = c->wq_pong;
+    zk__chunk *ch;
+    if (c->loop->corked == c && zk__cork_spill(c, 0) < 0) return ZK_ENOMEM;
+    ch = c->wq_pong;
     if (pong && ch && c->wq_bytes >= c->high_water && !(ch == c->wq && c->wq_off)) {
         memcpy(ZK__CHUNK_DATA(ch), frame, len);
         c->wq_bytes = c->wq_bytes - ch->len + len;
@@ -210,7 +297,7 @@ ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int p
         zk__conn_schedule_flush(c);
         return 0;
     }
-    ch = zk__chunk_new(ZK_WS_MAX_CONTROL_FRAME);
+    ch = zk__chunk_new(c->loop, ZK_WS_MAX_CONTROL_FRAME, 1);
     if (!ch) return ZK_ENOMEM;
     memcpy(ZK__CHUNK_DATA(ch), frame, len);
     ch->len = len;
@@ -221,7 +308,7 @@ ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int p
         zk__chunk *after = c->wq_prio;
         if (!after) {
             if (zk__wq_split_head(c) < 0) {
-                ZK_FREE(ch);
+                zk__chunk_free(c->loop, ch);
                 return ZK_ENOMEM;
             }
             after = c->wq;
@@ -244,7 +331,7 @@ ZK__PRIVATE void zk__wq_clear(zk_conn *c) {
     zk__chunk *ch = c->wq;
     while (ch) {
         zk__chunk *next = ch->next;
-        ZK_FREE(ch);
+        zk__chunk_free(c->loop, ch);
         ch = next;
     }
     c->wq = c->wq_tail = c->wq_prio = c->wq_pong = NULL;
@@ -299,6 +386,7 @@ ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
         return;
     }
     c->state = ZK__C_GONE;
+    if (c->loop->corked == c) c->loop->corked = NULL;
     zk_timer_stop(&c->timer);
     zk__work_cancel(c->loop, &c->flush);
     if (c->stream) c->stream->ops->close(c->stream);
@@ -367,7 +455,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
                 if (c->wq_prio == ch) c->wq_prio = NULL;
                 if (c->wq_pong == ch) c->wq_pong = NULL;
                 c->wq_off = 0;
-                ZK_FREE(ch);
+                zk__chunk_free(c->loop, ch);
             } else {
                 c->wq_off += (size_t)n;
                 n = 0;
@@ -448,8 +536,8 @@ ZK__PRIVATE void zk__conn_timer(zk_timer *t) {
 }
 
 ZK__PRIVATE zk_conn *zk__conn_new(zk_loop *loop, const zk_callbacks *cb, size_t max_message,
-                                  size_t high_water, size_t write_limit, int role) {
-    zk_conn *c = (zk_conn *)ZK_MALLOC(sizeof *c);
+                                  size_t high_water, size_t write_limit, int role, int tcp) {
+    zk_conn *c = (zk_conn *)ZK_MALLOC(sizeof *c + (tcp ? sizeof(zk__tcp) : 0));
     zk_ws_opts wo;
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
@@ -538,12 +626,10 @@ ZK_API int zk_conn_respond(zk_conn *c, int status, const zk_http_header *headers
     if (!p) return ZK_ENOMEM;
     n = zk_http_write_response((char *)p, cap, status, headers, header_count, body, body_len);
     if (n < 0) {
-        c->wq_tail->len -= cap;
-        c->wq_bytes -= cap;
+        zk__wq_unreserve(c, cap);
         return n;
     }
-    c->wq_tail->len -= cap - (size_t)n;
-    c->wq_bytes -= cap - (size_t)n;
+    zk__wq_unreserve(c, cap - (size_t)n);
     zk__conn_linger(c, zk__close_timeout(c));
     return 0;
 }
@@ -716,9 +802,34 @@ ZK__PRIVATE unsigned char *zk__read_buffer(zk_loop *loop, size_t need) {
     return loop->rbuf;
 }
 
+/* The read handler ended: one send for what it wrote; the rest is queued. */
+ZK__PRIVATE void zk__uncork(zk_conn *c) {
+    zk_loop *loop = c->loop;
+    struct iovec iov;
+    long n = 0;
+    if (loop->corked != c) return;
+    if (loop->cork_len && c->stream) {
+        iov.iov_base = loop->cork;
+        iov.iov_len = loop->cork_len;
+        n = c->stream->ops->writev(c->stream, &iov, 1);
+        if (n < 0) {
+            loop->corked = NULL;
+            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "write failed");
+            return;
+        }
+        c->wq_bytes -= (size_t)n;
+    }
+    if (zk__cork_spill(c, (size_t)n) < 0) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
+        return;
+    }
+    zk__conn_flush_now(c); /* drain callback, write interest, shutdown when lingering */
+}
+
 ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
     int reads;
     c->busy++;
+    zk__cork(c);
     for (reads = 0; reads < ZK__READS_PER_EVENT && c->stream; reads++) {
         size_t have = c->rlen, used;
         unsigned char *buf = zk__read_buffer(c->loop, have + ZK__READ_BUFFER);
@@ -760,6 +871,7 @@ ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
         c->rlen = have;
         if (!c->stream || ((size_t)n < ZK__READ_BUFFER && !c->stream->loopback)) break; /* drained */
     }
+    zk__uncork(c);
     c->busy--;
     zk__conn_release(c);
 }
@@ -772,13 +884,6 @@ ZK__PRIVATE void zk__conn_writable(zk_conn *c) {
 }
 
 /* ---- TCP ---- */
-
-typedef struct zk__tcp {
-    zk__stream base;
-    zk__io io;
-    zk_loop *loop;
-    int connecting;
-} zk__tcp;
 
 ZK__PRIVATE zk__tcp *zk__tcp_of(zk__stream *s) { return (zk__tcp *)(void *)s; }
 
@@ -814,8 +919,7 @@ ZK__PRIVATE void zk__tcp_shutdown(zk__stream *s) { shutdown(zk__tcp_of(s)->io.fd
 ZK__PRIVATE void zk__tcp_close(zk__stream *s) {
     zk__tcp *t = zk__tcp_of(s);
     zk__io_set(t->loop, &t->io, 0);
-    close(t->io.fd);
-    ZK_FREE(t);
+    close(t->io.fd); /* the memory goes with the connection's */
 }
 
 ZK__PRIVATE int zk__format_addr(const struct sockaddr *sa, char *out, size_t cap) {
@@ -874,9 +978,9 @@ ZK__PRIVATE void zk__tcp_tune(int fd) {
 #endif
 }
 
+/* c was made by zk__conn_new with room for the stream (tcp = 1). */
 ZK__PRIVATE zk__tcp *zk__tcp_new(zk_loop *loop, int fd, zk_conn *c) {
-    zk__tcp *t = (zk__tcp *)ZK_MALLOC(sizeof *t);
-    if (!t) return NULL;
+    zk__tcp *t = (zk__tcp *)(void *)(c + 1);
     memset(t, 0, sizeof *t);
     t->base.ops = &zk__tcp_ops;
     t->base.conn = c;
@@ -1169,9 +1273,9 @@ ZK__PRIVATE void zk__server_add(zk_server *s, zk_conn *c) {
     s->nconns++;
 }
 
-ZK__PRIVATE zk_conn *zk__server_conn(zk_server *s) {
+ZK__PRIVATE zk_conn *zk__server_conn(zk_server *s, int tcp) {
     zk_conn *c = zk__conn_new(s->loop, &s->opts.cb, s->opts.max_message, s->opts.write_high_water,
-                              s->opts.write_limit, ZK_WS_SERVER);
+                              s->opts.write_limit, ZK_WS_SERVER, tcp);
     if (!c) return NULL;
     c->state = ZK__C_HANDSHAKE;
     zk__server_add(s, c);
@@ -1194,7 +1298,7 @@ ZK__PRIVATE void zk__server_accept(zk__io *io, unsigned events) {
             continue;
         }
         zk__tcp_tune(fd);
-        c = zk__server_conn(s);
+        c = zk__server_conn(s, 1);
         if (!c) {
             close(fd);
             continue;
@@ -1426,7 +1530,8 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
     if (rc < 0) { *err = rc; return NULL; }
     cl = zk__client_new(loop, o, host, port, path, err);
     if (!cl) return NULL;
-    c = zk__conn_new(loop, &cl->cb, o->max_message, o->write_high_water, o->write_limit, ZK_WS_CLIENT);
+    c = zk__conn_new(loop, &cl->cb, o->max_message, o->write_high_water, o->write_limit, ZK_WS_CLIENT,
+                     resolve);
     if (!c) {
         ZK_FREE(cl->strings);
         ZK_FREE(cl);
@@ -1498,7 +1603,7 @@ ZK_API zk_conn *zk_loopback_connect(zk_server *s, const zk_client_opts *copts,
     c = zk__client_conn(s->loop, copts, 0, err);
     if (!c) return NULL;
     p = zk__lb_pair_new(s->loop, fault);
-    sc = p && !s->shutting_down ? zk__server_conn(s) : NULL;
+    sc = p && !s->shutting_down ? zk__server_conn(s, 0) : NULL;
     if (!sc) {
         if (p) ZK_FREE(p);
         zk__conn_free(c);

@@ -38,13 +38,15 @@ ZK__PRIVATE uint32_t zk__ws_next_key(zk_ws *ws) {
 }
 
 ZK_API void zk_ws_mask(void *data, size_t len, const unsigned char mask[4], size_t offset) {
-    unsigned char *p = (unsigned char *)data, k[16];
+    unsigned char *p = (unsigned char *)data, k[8];
     uint64_t k8;
+    uint32_t k4;
     size_t i;
-    for (i = 0; i < 16; i++) k[i] = mask[(offset + i) & 3];
+    for (i = 0; i < 4; i++) k[i] = k[i + 4] = mask[(offset + i) & 3];
+    memcpy(&k4, k, 4);
 #if ZK__SSE2
     if (len >= 64) {
-        __m128i km = _mm_loadu_si128((const __m128i *)(const void *)k);
+        __m128i km = _mm_set1_epi32((int)k4);
         for (; len >= 64; p += 64, len -= 64) {
             __m128i a = _mm_loadu_si128((const __m128i *)(void *)p);
             __m128i b = _mm_loadu_si128((const __m128i *)(void *)(p + 16));

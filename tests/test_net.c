@@ -409,7 +409,7 @@ typedef struct raw {
 
 static void raw_open(raw *r, zk_server *s, const zk_loopback_opts *o) {
     zk__lb_pair *p = zk__lb_pair_new(zk_server_loop(s), o);
-    zk_conn *sc = zk__server_conn(s);
+    zk_conn *sc = zk__server_conn(s, 0);
     memset(r, 0, sizeof *r);
     sc->stream = &p->end[1].base;
     p->end[1].base.conn = sc;
