@@ -33,7 +33,8 @@ ZK_API int zk_str_eq_nocase(zk_str a, const char *b);
     X(ZK_EBACKPRESSURE, -12, "write queue full: message not queued")         \
     X(ZK_EADDRINUSE, -13, "address already in use")                          \
     X(ZK_EIO, -14, "I/O error")                                              \
-    X(ZK_ETIMEDOUT, -15, "timed out")
+    X(ZK_ETIMEDOUT, -15, "timed out")                                        \
+    X(ZK_EPARSE, -16, "malformed payload")
 
 typedef enum zk_err {
 #define ZK__ERR_ENUM(name, value, text) name = value,

@@ -1,4 +1,4 @@
-#include "net.h"
+#include "value.h"
 
 #ifdef __cplusplus
 }

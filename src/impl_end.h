@@ -1,4 +1,4 @@
-#include "net.c"
+#include "json.c"
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */
 

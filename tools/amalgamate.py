@@ -24,6 +24,7 @@ PARTS = [
     "src/ws.h",
     "src/loop.h",
     "src/net.h",
+    "src/value.h",
     # implementation (under ZOCKET_IMPLEMENTATION)
     "src/impl_begin.h",
     "src/common.c",
@@ -34,6 +35,7 @@ PARTS = [
     "src/ws.c",
     "src/loop.c",
     "src/net.c",
+    "src/json.c",
     "src/impl_end.h",
 ]
 
