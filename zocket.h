@@ -589,7 +589,8 @@ typedef struct zk_callbacks {
        not use it. (The library may still finish the TCP close, then frees
        it; zk_server_free and zk_loop_free free any still finishing.) A
        client whose connect failed gets on_close with 1006 and no on_open; a
-       server connection that never opened gets no on_close. */
+       server connection that never opened gets no on_close, except a plain
+       HTTP request still waiting for zk_conn_respond (see zk_http_fn). */
     void (*on_close)(zk_conn *conn, int code, zk_str reason, int clean);
     /* The write queue fell below the high-water mark after a send reported
        backpressure (ZK_SEND_BACKPRESSURE). */
@@ -600,7 +601,9 @@ typedef struct zk_callbacks {
 
 /* Server side: a request without a WebSocket upgrade. Answer it with
    zk_conn_respond (now or later); the connection closes after the answer.
-   Without this callback such requests get 426 Upgrade Required. */
+   If it goes away before you answered (peer gone, handshake_timeout_ms,
+   zk_server_free), on_close tells you (1006), and then the connection may
+   not be used. Without this callback such requests get 426 Upgrade Required. */
 typedef void (*zk_http_fn)(zk_conn *conn, const zk_http_request *req);
 
 /* Server side: a valid upgrade request, before the answer. Return 0 to
@@ -645,7 +648,7 @@ ZK_API int zk_server_port(const zk_server *server);
 /* Graceful shutdown: stop accepting, close every connection with 1001,
    let queues flush and closes complete, and after timeout_ms (0: 5000)
    drop whatever is left. done (may be NULL) runs when no connection is
-   left; the server can then be freed. */
+   left, possibly before this returns; done may free the server. */
 ZK_API void zk_server_shutdown(zk_server *server, uint32_t timeout_ms,
                                void (*done)(zk_server *server));
 
@@ -677,8 +680,9 @@ typedef struct zk_client_opts {
 } zk_client_opts;
 
 /* Starts connecting; the outcome arrives as on_open or on_close (1006).
-   Returns the connection, or NULL with *err set (a bad URL: ZK_EINVAL;
-   name not found: ZK_ENOTFOUND; out of memory). err may be NULL. */
+   Returns the connection, or NULL with *err set (a bad URL or a header with
+   CR, LF or a bad name: ZK_EINVAL; headers over 4 KiB: ZK_ETOOBIG; name not
+   found: ZK_ENOTFOUND; out of memory). err may be NULL. */
 ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err);
 
 /* In-memory transport: a client connection to server through a loopback
@@ -784,7 +788,7 @@ typedef struct zk__node zk__node;
 typedef struct zk_doc {
     zk__node *nodes;
     uint32_t count, cap;
-    uint32_t max_nodes;  /* 0: ZK_DOC_MAX_NODES; more: ZK_ETOOBIG */
+    uint32_t max_nodes;  /* values plus object keys; 0: ZK_DOC_MAX_NODES; more: ZK_ETOOBIG */
     uint32_t max_depth;  /* 0 or more than ZK_DOC_MAX_DEPTH: ZK_DOC_MAX_DEPTH */
     const char *error;   /* after a failed parse: what was wrong (static text) */
     size_t error_at;     /* and at which byte of the input */
@@ -802,9 +806,13 @@ ZK_API void zk_doc_free(zk_doc *doc);
 
 /* Parses one JSON text (RFC 8259) from buf[0..len), which it modifies
    (string escapes are decoded in place). Leading and trailing white space
-   is allowed; anything else after the value is an error. Returns ZK_OK,
+   is allowed; anything else after the value is an error. Numbers too large
+   for a double (1e400) are refused; too small ones become 0. Returns ZK_OK,
    ZK_EPARSE (doc->error and doc->error_at say what and where), ZK_ETOOBIG
-   (deeper than max_depth or more than max_nodes values) or ZK_ENOMEM.
+   (containers nested deeper than max_depth, or more than max_nodes values
+   and keys) or ZK_ENOMEM. Numbers go through the C library's strtod and
+   snprintf with the locale's decimal point: do not change the locale
+   (setlocale) while another thread parses or writes.
        zk_doc doc = {0};
        if (zk_json_parse(&doc, buf, len) == ZK_OK)
            printf("%s\n", zk_value_str(zk_value_get(zk_doc_root(&doc), "name")).ptr); */
@@ -833,10 +841,12 @@ ZK_API size_t zk_value_len(zk_value v);
    ZK_TYPE_NONE value. zk_value_get_n takes a length-delimited key. */
 ZK_API zk_value zk_value_get(zk_value obj, const char *key);
 ZK_API zk_value zk_value_get_n(zk_value obj, const char *key, size_t key_len);
-/* Element i of an array, or a ZK_TYPE_NONE value. O(i). */
+/* Element i of an array (or member value i of an object), or a
+   ZK_TYPE_NONE value. O(i). */
 ZK_API zk_value zk_value_at(zk_value arr, size_t i);
-/* A path of members and indexes: "user.name", "items[2]", "a.b[0].c".
-   A ZK_TYPE_NONE value when any step is missing or the path is malformed. */
+/* A path of members and indexes: "user.name", "items[2]", "a.b[0].c"; ""
+   is v itself. A ZK_TYPE_NONE value when any step is missing or the path is
+   malformed. */
 ZK_API zk_value zk_value_path(zk_value v, const char *path);
 
 /* Iteration over an array's elements or an object's member values:
@@ -855,7 +865,8 @@ ZK_API zk_str zk_value_key(zk_value member);
 typedef struct zk_writer {
     char *buf;
     size_t len, cap;
-    size_t max;          /* growable buffer: at most this many bytes; 0: 16 MiB */
+    size_t max;          /* growable buffer: at most this many bytes (past it:
+                            ZK_ETOOBIG); 0: 16 MiB */
     int err;             /* the first error (ZK_EINVAL, ZK_ENOSPACE, ZK_ETOOBIG, ZK_ENOMEM) */
     int owned;           /* buf was allocated by the writer */
     uint32_t depth;
@@ -882,7 +893,8 @@ ZK_API void zk_write_int(zk_writer *w, int64_t v);
 ZK_API void zk_write_double(zk_writer *w, double v);
 ZK_API void zk_write_bool(zk_writer *w, int v);
 ZK_API void zk_write_null(zk_writer *w);
-/* Copies a parsed value, whatever its codec, with everything inside it. */
+/* Copies a parsed value, whatever its codec, with everything inside it
+   (binary as a base64 string in JSON). A ZK_TYPE_NONE value: ZK_EINVAL. */
 ZK_API void zk_write_value(zk_writer *w, zk_value v);
 
 /* The finished value: {buf, len} when exactly one complete value was
@@ -2386,8 +2398,9 @@ struct zk_loop {
     zk__io wake_io;
     pthread_mutex_t mutex;
     zk__post *posts, *posts_tail;
-    /* deferred work */
-    zk__work *work, *work_tail;
+    /* deferred work; work_stop ends the current pass (see zk__work_run) */
+    zk__work *work, *work_tail, *work_stop;
+    int work_stop_gone;
     /* the read buffer every connection of this loop reads into */
     unsigned char *rbuf;
     size_t rbuf_cap;
@@ -2663,10 +2676,15 @@ ZK__PRIVATE void zk__work_queue(zk_loop *loop, zk__work *w) {
 }
 
 ZK__PRIVATE void zk__work_cancel(zk_loop *loop, zk__work *w) {
-    zk__work **p;
+    zk__work **p, *prev = NULL;
     if (!w->queued) return;
-    for (p = &loop->work; *p; p = &(*p)->next) {
+    for (p = &loop->work; *p; prev = *p, p = &(*p)->next) {
         if (*p == w) {
+            /* the pass that is running must still end where it meant to */
+            if (loop->work_stop == w) {
+                loop->work_stop = prev;
+                if (!prev) loop->work_stop_gone = 1;
+            }
             *p = w->next;
             if (loop->work_tail == w) {
                 zk__work *t = loop->work;
@@ -2679,16 +2697,17 @@ ZK__PRIVATE void zk__work_cancel(zk_loop *loop, zk__work *w) {
     w->queued = 0;
 }
 
-/* Runs the work queued before this call; work it queues waits for the next. */
+/* Runs the work queued before this call; work it queues waits for the next
+   pass. The end of the pass is kept in the loop, so cancelling it (a
+   connection freed by an earlier item) cannot make the pass run on. */
 ZK__PRIVATE int zk__work_run(zk_loop *loop) {
-    zk__work *w = loop->work, *stop = loop->work_tail;
     int ran = 0;
-    if (!w) return 0;
-    for (;;) {
-        int last;
-        w = loop->work;
-        if (!w) break;
-        last = w == stop;
+    if (!loop->work) return 0;
+    loop->work_stop = loop->work_tail;
+    loop->work_stop_gone = 0;
+    while (loop->work && !loop->work_stop_gone) {
+        zk__work *w = loop->work;
+        int last = w == loop->work_stop;
         loop->work = w->next;
         if (!loop->work) loop->work_tail = NULL;
         w->queued = 0;
@@ -2696,6 +2715,7 @@ ZK__PRIVATE int zk__work_run(zk_loop *loop) {
         ran++;
         if (last) break;
     }
+    loop->work_stop = NULL;
     return ran;
 }
 
@@ -2978,6 +2998,7 @@ ZK_API void zk_loop_advance(zk_loop *loop, uint64_t ms) {
                                          and glibc trimming and faulting pages */
 #define ZK__READS_PER_EVENT 8         /* fairness: reads per readiness event */
 #define ZK__CORK (64u * 1024u)        /* the loop's cork buffer */
+#define ZK__MAX_PONGS 64              /* pongs queued per connection before they coalesce */
 
 /* ---- streams: what a connection reads from and writes to ---- */
 
@@ -3018,6 +3039,7 @@ typedef struct zk__chunk {
     size_t len, cap;
     unsigned char frames; /* holds whole WebSocket frames (not HTTP bytes) */
     unsigned char open;   /* more frames may be appended */
+    unsigned char pong;   /* a queued pong (counted in zk_conn.pongs) */
 } zk__chunk;
 
 #define ZK__CHUNK_DATA(ch) ((unsigned char *)((ch) + 1))
@@ -3071,6 +3093,8 @@ struct zk_conn {
     int busy;                   /* handlers running on the stack */
     unsigned char state, timer_what, opened, notified, want_drain, shut, write_blocked;
     unsigned char pinged;       /* a heartbeat ping is out and nothing came since */
+    unsigned char pongs;        /* pongs queued, at most ZK__MAX_PONGS */
+    unsigned char http_pending; /* on_http has the request and has not answered */
 };
 
 struct zk_server {
@@ -3083,6 +3107,7 @@ struct zk_server {
     zk_timer shutdown_timer;
     void (*shutdown_done)(zk_server *s);
     int shutting_down;
+    int holding; /* inside a loop over conns: done must wait */
 };
 
 /* A chunk for at least need bytes: a standard one (from the loop's spares
@@ -3103,6 +3128,7 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
     ch->cap = cap;
     ch->frames = 1;
     ch->open = 1;
+    ch->pong = 0;
     return ch;
 }
 
@@ -3143,23 +3169,28 @@ ZK__PRIVATE void zk__cork(zk_conn *c) {
     loop->cork_raw = 0;
 }
 
-/* Moves the corked bytes (from `from` on) into c's queue, which is empty,
-   and uncorks. */
-ZK__PRIVATE int zk__cork_spill(zk_conn *c, size_t from) {
+ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason);
+
+/* Moves the corked bytes into c's queue, which is empty, and uncorks;
+   `written` of them already went out (the chunk then starts mid-frame and
+   wq_off says so). If that cannot be done, bytes that sends reported as
+   queued would be lost: the connection is dropped instead. */
+ZK__PRIVATE int zk__cork_spill(zk_conn *c, size_t written) {
     zk_loop *loop = c->loop;
-    size_t n = loop->cork_len - from;
+    size_t n = loop->cork_len;
     zk__chunk *ch;
     loop->corked = NULL;
-    if (n == 0) return 0;
+    if (n == written) return 0;
     ch = zk__chunk_new(loop, n, 0);
     if (!ch) {
-        c->wq_bytes -= n;
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
         return ZK_ENOMEM;
     }
-    memcpy(ZK__CHUNK_DATA(ch), loop->cork + from, n);
+    memcpy(ZK__CHUNK_DATA(ch), loop->cork, n);
     ch->len = n;
     if (loop->cork_raw) ch->frames = ch->open = 0;
     c->wq = c->wq_tail = ch;
+    c->wq_off = written;
     zk__conn_schedule_flush(c);
     return 0;
 }
@@ -3242,13 +3273,16 @@ ZK__PRIVATE int zk__wq_split_head(zk_conn *c) {
 /* Queues a control frame ahead of queued data, at the first frame
    boundary not yet started, after earlier control frames: a pong is never
    stuck behind a backlog. Every ping gets its pong, except over the
-   high-water mark, where a pong not yet started is replaced by the newer
-   one (RFC 6455 5.5.3): a peer pinging a full queue adds at most one. */
+   high-water mark or past ZK__MAX_PONGS queued pongs, where the newest pong
+   not yet started is replaced (RFC 6455 5.5.3): a peer that pings and never
+   reads holds at most that many. HTTP bytes at the head (the 101) always go
+   first. */
 ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int pong) {
     zk__chunk *ch;
     if (c->loop->corked == c && zk__cork_spill(c, 0) < 0) return ZK_ENOMEM;
     ch = c->wq_pong;
-    if (pong && ch && c->wq_bytes >= c->high_water && !(ch == c->wq && c->wq_off)) {
+    if (pong && ch && (c->wq_bytes >= c->high_water || c->pongs >= ZK__MAX_PONGS) &&
+        !(ch == c->wq && c->wq_off)) {
         memcpy(ZK__CHUNK_DATA(ch), frame, len);
         c->wq_bytes = c->wq_bytes - ch->len + len;
         ch->len = len;
@@ -3262,7 +3296,7 @@ ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int p
     ch->open = 0; /* the data after it stays in order */
     if (!c->wq) {
         c->wq = c->wq_tail = ch;
-    } else if (c->wq_prio || c->wq_off) {
+    } else if (c->wq_prio || c->wq_off || !c->wq->frames) {
         zk__chunk *after = c->wq_prio;
         if (!after) {
             if (zk__wq_split_head(c) < 0) {
@@ -3279,7 +3313,11 @@ ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int p
         c->wq = ch;
     }
     c->wq_prio = ch;
-    if (pong) c->wq_pong = ch;
+    if (pong) {
+        c->wq_pong = ch;
+        ch->pong = 1;
+        c->pongs++;
+    }
     c->wq_bytes += len;
     zk__conn_schedule_flush(c);
     return 0;
@@ -3293,6 +3331,7 @@ ZK__PRIVATE void zk__wq_clear(zk_conn *c) {
         ch = next;
     }
     c->wq = c->wq_tail = c->wq_prio = c->wq_pong = NULL;
+    c->pongs = 0;
     c->wq_bytes = c->wq_off = 0;
 }
 
@@ -3326,7 +3365,7 @@ ZK__PRIVATE void zk__server_check_done(zk_server *s);
 ZK__PRIVATE void zk__conn_notify(zk_conn *c, int code, zk_str reason, int clean) {
     if (c->notified) return;
     c->notified = 1;
-    if (c->opened || c->client) {
+    if (c->opened || c->client || c->http_pending) {
         c->busy++;
         if (c->cb && c->cb->on_close) c->cb->on_close(c, code, reason, clean);
         c->busy--;
@@ -3412,6 +3451,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
                 if (!c->wq) c->wq_tail = NULL;
                 if (c->wq_prio == ch) c->wq_prio = NULL;
                 if (c->wq_pong == ch) c->wq_pong = NULL;
+                if (ch->pong) c->pongs--;
                 c->wq_off = 0;
                 zk__chunk_free(c->loop, ch);
             } else {
@@ -3558,7 +3598,10 @@ ZK_API int zk_conn_close(zk_conn *c, int code, const char *reason) {
     n = zk_ws_close(&c->ws, frame, sizeof frame, code, reason, rlen);
     if (n < 0) return n;
     p = zk__wq_append(c, (size_t)n);
-    if (!p) return ZK_ENOMEM;
+    if (!p) { /* the engine already counts the close as sent: drop instead */
+        zk_conn_abort(c);
+        return ZK_ENOMEM;
+    }
     memcpy(p, frame, (size_t)n);
     c->state = ZK__C_CLOSING;
     zk__conn_arm(c, ZK__T_CLOSE, zk__close_timeout(c));
@@ -3579,6 +3622,7 @@ ZK_API int zk_conn_respond(zk_conn *c, int status, const zk_http_header *headers
     int n;
     size_t i;
     if (c->state != ZK__C_HTTP) return ZK_ECLOSED;
+    c->http_pending = 0;
     for (i = 0; i < header_count; i++) cap += headers[i].name.len + headers[i].value.len + 4;
     p = zk__wq_raw(c, cap);
     if (!p) return ZK_ENOMEM;
@@ -3634,6 +3678,7 @@ ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t l
         c->state = ZK__C_HTTP;
         zk__conn_arm(c, ZK__T_LINGER, s->opts.handshake_timeout_ms ? s->opts.handshake_timeout_ms : 10000);
         if (s->opts.on_http) {
+            c->http_pending = 1;
             s->opts.on_http(c, &req);
         } else {
             static const char body[] = "this is a WebSocket endpoint\n";
@@ -3777,10 +3822,7 @@ ZK__PRIVATE void zk__uncork(zk_conn *c) {
         }
         c->wq_bytes -= (size_t)n;
     }
-    if (zk__cork_spill(c, (size_t)n) < 0) {
-        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
-        return;
-    }
+    if (zk__cork_spill(c, (size_t)n) < 0) return; /* the connection was dropped */
     zk__conn_flush_now(c); /* drain callback, write interest, shutdown when lingering */
 }
 
@@ -4327,7 +4369,7 @@ ZK__PRIVATE void zk__server_stop_listening(zk_server *s) {
 }
 
 ZK__PRIVATE void zk__server_check_done(zk_server *s) {
-    if (s->shutting_down == 1 && s->nconns == 0) {
+    if (s->shutting_down == 1 && s->nconns == 0 && !s->holding) {
         s->shutting_down = 2;
         zk_timer_stop(&s->shutdown_timer);
         if (s->shutdown_done) s->shutdown_done(s);
@@ -4336,7 +4378,10 @@ ZK__PRIVATE void zk__server_check_done(zk_server *s) {
 
 ZK__PRIVATE void zk__server_shutdown_timeout(zk_timer *t) {
     zk_server *s = (zk_server *)t->data;
+    s->holding = 1;
     while (s->conns) zk_conn_abort(s->conns);
+    s->holding = 0;
+    zk__server_check_done(s); /* the last use of s: done may free it */
 }
 
 ZK_API void zk_server_shutdown(zk_server *s, uint32_t timeout_ms, void (*done)(zk_server *s)) {
@@ -4344,6 +4389,7 @@ ZK_API void zk_server_shutdown(zk_server *s, uint32_t timeout_ms, void (*done)(z
     if (s->shutting_down) return;
     zk__server_stop_listening(s);
     s->shutting_down = 1;
+    s->holding = 1;
     s->shutdown_done = done;
     s->shutdown_timer.fn = zk__server_shutdown_timeout;
     zk_timer_start(&s->shutdown_timer, timeout_ms ? timeout_ms : 5000, 0);
@@ -4352,7 +4398,8 @@ ZK_API void zk_server_shutdown(zk_server *s, uint32_t timeout_ms, void (*done)(z
         if (c->state == ZK__C_OPEN) zk_conn_close(c, ZK_CLOSE_GOING_AWAY, "server shutting down");
         else if (c->state == ZK__C_HANDSHAKE) zk_conn_abort(c);
     }
-    zk__server_check_done(s);
+    s->holding = 0;
+    zk__server_check_done(s); /* the last use of s: done may free it */
 }
 
 ZK_API void zk_server_free(zk_server *s) {
@@ -4496,6 +4543,19 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
         *err = ZK_ENOMEM;
         return NULL;
     }
+    {
+        /* a request that cannot be written is refused here, not after the
+           connection was handed out */
+        char req[4096];
+        rc = zk_ws_client_request(req, sizeof req, &cl->hs);
+        if (rc < 0) {
+            ZK_FREE(cl->strings);
+            ZK_FREE(cl);
+            ZK_FREE(c);
+            *err = rc == ZK_ENOSPACE ? ZK_ETOOBIG : rc;
+            return NULL;
+        }
+    }
     c->client = cl;
     c->data = o->data;
     c->state = ZK__C_CONNECTING;
@@ -4612,13 +4672,13 @@ ZK__PRIVATE uint32_t zk__doc_max_depth(const zk_doc *doc) {
 /* A new node at the end, or NULL (out of memory, or over max_nodes). */
 ZK__PRIVATE zk__node *zk__doc_node(zk_doc *doc, int type, int *err) {
     zk__node *n;
+    uint32_t max = doc->max_nodes ? doc->max_nodes : ZK_DOC_MAX_NODES;
+    if (doc->count >= max) { /* checked every time: the limit may have been lowered */
+        *err = ZK_ETOOBIG;
+        return NULL;
+    }
     if (doc->count == doc->cap) {
-        uint32_t max = doc->max_nodes ? doc->max_nodes : ZK_DOC_MAX_NODES, cap;
-        if (doc->count >= max) {
-            *err = ZK_ETOOBIG;
-            return NULL;
-        }
-        cap = doc->cap ? doc->cap * 2 : 64;
+        uint32_t cap = doc->cap ? doc->cap * 2 : 64;
         if (cap > max) cap = max;
         n = (zk__node *)ZK_REALLOC(doc->nodes, (size_t)cap * sizeof *n);
         if (!n) {
@@ -4734,7 +4794,16 @@ ZK__PRIVATE const char *zk__json_string(unsigned char **pp, const unsigned char 
     return NULL;
 }
 
-/* Parses a number at *pp into n. Returns 0 or an error text. */
+ZK__PRIVATE const char zk__json_oom[] = "out of memory";
+
+/* The decimal point of the C library's locale, which strtod and printf use. */
+ZK__PRIVATE const char *zk__decimal_point(void) {
+    const char *dp = localeconv()->decimal_point;
+    return dp && dp[0] ? dp : ".";
+}
+
+/* Parses a number at *pp into n. Returns 0 or an error text
+   (zk__json_oom when out of memory). */
 ZK__PRIVATE const char *zk__json_number(unsigned char **pp, const unsigned char *end, zk__node *n) {
     unsigned char *p = *pp, *s = p;
     int neg = 0, integral = 1;
@@ -4776,22 +4845,30 @@ ZK__PRIVATE const char *zk__json_number(unsigned char **pp, const unsigned char 
         }
     }
     {
-        /* strtod needs a terminated copy, with the locale's decimal point */
+        /* strtod needs a terminated copy, with the locale's decimal point
+           (which may be longer than one byte) in place of '.' */
         char small[64], *tmp = small, *e;
-        size_t len = (size_t)(p - s), i;
-        const char *dp = localeconv()->decimal_point;
+        const char *dp = zk__decimal_point();
+        size_t len = (size_t)(p - s), dlen = strlen(dp), i, o = 0, cap = len + dlen + 1;
+        int whole;
         double d;
-        if (len >= sizeof small) {
-            tmp = (char *)ZK_MALLOC(len + 1);
-            if (!tmp) return "out of memory";
+        if (cap > sizeof small) {
+            tmp = (char *)ZK_MALLOC(cap);
+            if (!tmp) return zk__json_oom;
         }
-        memcpy(tmp, s, len);
-        tmp[len] = '\0';
-        if (dp && dp[0] && dp[0] != '.' && !dp[1])
-            for (i = 0; i < len; i++)
-                if (tmp[i] == '.') tmp[i] = dp[0];
+        for (i = 0; i < len; i++) {
+            if (s[i] == '.') {
+                memcpy(tmp + o, dp, dlen);
+                o += dlen;
+            } else {
+                tmp[o++] = (char)s[i];
+            }
+        }
+        tmp[o] = '\0';
         d = strtod(tmp, &e);
+        whole = e == tmp + o;
         if (tmp != small) ZK_FREE(tmp);
+        if (!whole) return "number not understood (locale)";
         if (d - d != 0) return "number out of range";
         n->type = ZK_TYPE_DOUBLE;
         n->v.d = d;
@@ -4875,7 +4952,7 @@ member_value: /* an object member's value: linked through its key */
         if (*p == '-' || (*p >= '0' && *p <= '9')) {
             unsigned char *at = p;
             error = zk__json_number(&p, end, n);
-            if (error) return zk__json_fail(doc, buf, at, ZK_EPARSE, error);
+            if (error) return zk__json_fail(doc, buf, at, error == zk__json_oom ? ZK_ENOMEM : ZK_EPARSE, error);
             break;
         }
         return zk__json_fail(doc, buf, p, ZK_EPARSE, "unexpected character");
@@ -5265,29 +5342,30 @@ ZK_API void zk_write_int(zk_writer *w, int64_t v) {
     zk__w_done(w);
 }
 
+/* Replaces the locale's decimal point in out[0..n) with '.'; returns the
+   new length. */
+ZK__PRIVATE int zk__dot(char *out, int n, const char *dp) {
+    size_t dlen = strlen(dp);
+    char *at;
+    if (dlen == 1 && dp[0] == '.') return n;
+    at = strstr(out, dp);
+    if (!at) return n;
+    *at = '.';
+    memmove(at + 1, at + dlen, (size_t)(out + n - (at + dlen)) + 1);
+    return n - (int)dlen + 1;
+}
+
 /* The shortest of %.15g, %.16g and %.17g that reads back as the same
-   double, with '.' whatever the locale and ".0" when it would read back as
-   an integer. */
-ZK__PRIVATE size_t zk__format_double(double v, char out[40]) {
-    const char *dp = localeconv()->decimal_point;
+   double, with '.' whatever the locale, and ".0" when it would otherwise
+   read back as an integer. */
+ZK__PRIVATE size_t zk__format_double(double v, char out[48]) {
+    const char *dp = zk__decimal_point();
     int prec, n = 0;
-    size_t i;
     for (prec = 15; prec <= 17; prec++) {
-        char *e;
-        n = snprintf(out, 40, "%.*g", prec, v);
-        if (dp && dp[0] && dp[0] != '.' && !dp[1])
-            for (i = 0; i < (size_t)n; i++)
-                if (out[i] == dp[0]) out[i] = '.';
-        if (prec == 17) break;
-        {
-            char tmp[40];
-            memcpy(tmp, out, (size_t)n + 1);
-            if (dp && dp[0] && dp[0] != '.' && !dp[1])
-                for (i = 0; i < (size_t)n; i++)
-                    if (tmp[i] == '.') tmp[i] = dp[0];
-            if (strtod(tmp, &e) == v) break;
-        }
+        n = snprintf(out, 48, "%.*g", prec, v); /* in the locale, as strtod reads */
+        if (prec == 17 || strtod(out, NULL) == v) break;
     }
+    n = zk__dot(out, n, dp);
     if (!strpbrk(out, ".eE")) {
         out[n++] = '.';
         out[n++] = '0';
@@ -5297,7 +5375,7 @@ ZK__PRIVATE size_t zk__format_double(double v, char out[40]) {
 }
 
 ZK_API void zk_write_double(zk_writer *w, double v) {
-    char tmp[40];
+    char tmp[48];
     size_t n;
     if (v - v != 0) { zk__w_fail(w, ZK_EINVAL); return; } /* NaN and infinities are not JSON */
     if (zk__w_begin(w) < 0) return;

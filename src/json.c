@@ -36,13 +36,13 @@ ZK__PRIVATE uint32_t zk__doc_max_depth(const zk_doc *doc) {
 /* A new node at the end, or NULL (out of memory, or over max_nodes). */
 ZK__PRIVATE zk__node *zk__doc_node(zk_doc *doc, int type, int *err) {
     zk__node *n;
+    uint32_t max = doc->max_nodes ? doc->max_nodes : ZK_DOC_MAX_NODES;
+    if (doc->count >= max) { /* checked every time: the limit may have been lowered */
+        *err = ZK_ETOOBIG;
+        return NULL;
+    }
     if (doc->count == doc->cap) {
-        uint32_t max = doc->max_nodes ? doc->max_nodes : ZK_DOC_MAX_NODES, cap;
-        if (doc->count >= max) {
-            *err = ZK_ETOOBIG;
-            return NULL;
-        }
-        cap = doc->cap ? doc->cap * 2 : 64;
+        uint32_t cap = doc->cap ? doc->cap * 2 : 64;
         if (cap > max) cap = max;
         n = (zk__node *)ZK_REALLOC(doc->nodes, (size_t)cap * sizeof *n);
         if (!n) {
@@ -158,7 +158,16 @@ ZK__PRIVATE const char *zk__json_string(unsigned char **pp, const unsigned char 
     return NULL;
 }
 
-/* Parses a number at *pp into n. Returns 0 or an error text. */
+ZK__PRIVATE const char zk__json_oom[] = "out of memory";
+
+/* The decimal point of the C library's locale, which strtod and printf use. */
+ZK__PRIVATE const char *zk__decimal_point(void) {
+    const char *dp = localeconv()->decimal_point;
+    return dp && dp[0] ? dp : ".";
+}
+
+/* Parses a number at *pp into n. Returns 0 or an error text
+   (zk__json_oom when out of memory). */
 ZK__PRIVATE const char *zk__json_number(unsigned char **pp, const unsigned char *end, zk__node *n) {
     unsigned char *p = *pp, *s = p;
     int neg = 0, integral = 1;
@@ -200,22 +209,30 @@ ZK__PRIVATE const char *zk__json_number(unsigned char **pp, const unsigned char 
         }
     }
     {
-        /* strtod needs a terminated copy, with the locale's decimal point */
+        /* strtod needs a terminated copy, with the locale's decimal point
+           (which may be longer than one byte) in place of '.' */
         char small[64], *tmp = small, *e;
-        size_t len = (size_t)(p - s), i;
-        const char *dp = localeconv()->decimal_point;
+        const char *dp = zk__decimal_point();
+        size_t len = (size_t)(p - s), dlen = strlen(dp), i, o = 0, cap = len + dlen + 1;
+        int whole;
         double d;
-        if (len >= sizeof small) {
-            tmp = (char *)ZK_MALLOC(len + 1);
-            if (!tmp) return "out of memory";
+        if (cap > sizeof small) {
+            tmp = (char *)ZK_MALLOC(cap);
+            if (!tmp) return zk__json_oom;
         }
-        memcpy(tmp, s, len);
-        tmp[len] = '\0';
-        if (dp && dp[0] && dp[0] != '.' && !dp[1])
-            for (i = 0; i < len; i++)
-                if (tmp[i] == '.') tmp[i] = dp[0];
+        for (i = 0; i < len; i++) {
+            if (s[i] == '.') {
+                memcpy(tmp + o, dp, dlen);
+                o += dlen;
+            } else {
+                tmp[o++] = (char)s[i];
+            }
+        }
+        tmp[o] = '\0';
         d = strtod(tmp, &e);
+        whole = e == tmp + o;
         if (tmp != small) ZK_FREE(tmp);
+        if (!whole) return "number not understood (locale)";
         if (d - d != 0) return "number out of range";
         n->type = ZK_TYPE_DOUBLE;
         n->v.d = d;
@@ -299,7 +316,7 @@ member_value: /* an object member's value: linked through its key */
         if (*p == '-' || (*p >= '0' && *p <= '9')) {
             unsigned char *at = p;
             error = zk__json_number(&p, end, n);
-            if (error) return zk__json_fail(doc, buf, at, ZK_EPARSE, error);
+            if (error) return zk__json_fail(doc, buf, at, error == zk__json_oom ? ZK_ENOMEM : ZK_EPARSE, error);
             break;
         }
         return zk__json_fail(doc, buf, p, ZK_EPARSE, "unexpected character");
@@ -689,29 +706,30 @@ ZK_API void zk_write_int(zk_writer *w, int64_t v) {
     zk__w_done(w);
 }
 
+/* Replaces the locale's decimal point in out[0..n) with '.'; returns the
+   new length. */
+ZK__PRIVATE int zk__dot(char *out, int n, const char *dp) {
+    size_t dlen = strlen(dp);
+    char *at;
+    if (dlen == 1 && dp[0] == '.') return n;
+    at = strstr(out, dp);
+    if (!at) return n;
+    *at = '.';
+    memmove(at + 1, at + dlen, (size_t)(out + n - (at + dlen)) + 1);
+    return n - (int)dlen + 1;
+}
+
 /* The shortest of %.15g, %.16g and %.17g that reads back as the same
-   double, with '.' whatever the locale and ".0" when it would read back as
-   an integer. */
-ZK__PRIVATE size_t zk__format_double(double v, char out[40]) {
-    const char *dp = localeconv()->decimal_point;
+   double, with '.' whatever the locale, and ".0" when it would otherwise
+   read back as an integer. */
+ZK__PRIVATE size_t zk__format_double(double v, char out[48]) {
+    const char *dp = zk__decimal_point();
     int prec, n = 0;
-    size_t i;
     for (prec = 15; prec <= 17; prec++) {
-        char *e;
-        n = snprintf(out, 40, "%.*g", prec, v);
-        if (dp && dp[0] && dp[0] != '.' && !dp[1])
-            for (i = 0; i < (size_t)n; i++)
-                if (out[i] == dp[0]) out[i] = '.';
-        if (prec == 17) break;
-        {
-            char tmp[40];
-            memcpy(tmp, out, (size_t)n + 1);
-            if (dp && dp[0] && dp[0] != '.' && !dp[1])
-                for (i = 0; i < (size_t)n; i++)
-                    if (tmp[i] == '.') tmp[i] = dp[0];
-            if (strtod(tmp, &e) == v) break;
-        }
+        n = snprintf(out, 48, "%.*g", prec, v); /* in the locale, as strtod reads */
+        if (prec == 17 || strtod(out, NULL) == v) break;
     }
+    n = zk__dot(out, n, dp);
     if (!strpbrk(out, ".eE")) {
         out[n++] = '.';
         out[n++] = '0';
@@ -721,7 +739,7 @@ ZK__PRIVATE size_t zk__format_double(double v, char out[40]) {
 }
 
 ZK_API void zk_write_double(zk_writer *w, double v) {
-    char tmp[40];
+    char tmp[48];
     size_t n;
     if (v - v != 0) { zk__w_fail(w, ZK_EINVAL); return; } /* NaN and infinities are not JSON */
     if (zk__w_begin(w) < 0) return;

@@ -81,8 +81,9 @@ struct zk_loop {
     zk__io wake_io;
     pthread_mutex_t mutex;
     zk__post *posts, *posts_tail;
-    /* deferred work */
-    zk__work *work, *work_tail;
+    /* deferred work; work_stop ends the current pass (see zk__work_run) */
+    zk__work *work, *work_tail, *work_stop;
+    int work_stop_gone;
     /* the read buffer every connection of this loop reads into */
     unsigned char *rbuf;
     size_t rbuf_cap;
@@ -358,10 +359,15 @@ ZK__PRIVATE void zk__work_queue(zk_loop *loop, zk__work *w) {
 }
 
 ZK__PRIVATE void zk__work_cancel(zk_loop *loop, zk__work *w) {
-    zk__work **p;
+    zk__work **p, *prev = NULL;
     if (!w->queued) return;
-    for (p = &loop->work; *p; p = &(*p)->next) {
+    for (p = &loop->work; *p; prev = *p, p = &(*p)->next) {
         if (*p == w) {
+            /* the pass that is running must still end where it meant to */
+            if (loop->work_stop == w) {
+                loop->work_stop = prev;
+                if (!prev) loop->work_stop_gone = 1;
+            }
             *p = w->next;
             if (loop->work_tail == w) {
                 zk__work *t = loop->work;
@@ -374,16 +380,17 @@ ZK__PRIVATE void zk__work_cancel(zk_loop *loop, zk__work *w) {
     w->queued = 0;
 }
 
-/* Runs the work queued before this call; work it queues waits for the next. */
+/* Runs the work queued before this call; work it queues waits for the next
+   pass. The end of the pass is kept in the loop, so cancelling it (a
+   connection freed by an earlier item) cannot make the pass run on. */
 ZK__PRIVATE int zk__work_run(zk_loop *loop) {
-    zk__work *w = loop->work, *stop = loop->work_tail;
     int ran = 0;
-    if (!w) return 0;
-    for (;;) {
-        int last;
-        w = loop->work;
-        if (!w) break;
-        last = w == stop;
+    if (!loop->work) return 0;
+    loop->work_stop = loop->work_tail;
+    loop->work_stop_gone = 0;
+    while (loop->work && !loop->work_stop_gone) {
+        zk__work *w = loop->work;
+        int last = w == loop->work_stop;
         loop->work = w->next;
         if (!loop->work) loop->work_tail = NULL;
         w->queued = 0;
@@ -391,6 +398,7 @@ ZK__PRIVATE int zk__work_run(zk_loop *loop) {
         ran++;
         if (last) break;
     }
+    loop->work_stop = NULL;
     return ran;
 }
 

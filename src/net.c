@@ -20,6 +20,7 @@
                                          and glibc trimming and faulting pages */
 #define ZK__READS_PER_EVENT 8         /* fairness: reads per readiness event */
 #define ZK__CORK (64u * 1024u)        /* the loop's cork buffer */
+#define ZK__MAX_PONGS 64              /* pongs queued per connection before they coalesce */
 
 /* ---- streams: what a connection reads from and writes to ---- */
 
@@ -60,6 +61,7 @@ typedef struct zk__chunk {
     size_t len, cap;
     unsigned char frames; /* holds whole WebSocket frames (not HTTP bytes) */
     unsigned char open;   /* more frames may be appended */
+    unsigned char pong;   /* a queued pong (counted in zk_conn.pongs) */
 } zk__chunk;
 
 #define ZK__CHUNK_DATA(ch) ((unsigned char *)((ch) + 1))
@@ -113,6 +115,8 @@ struct zk_conn {
     int busy;                   /* handlers running on the stack */
     unsigned char state, timer_what, opened, notified, want_drain, shut, write_blocked;
     unsigned char pinged;       /* a heartbeat ping is out and nothing came since */
+    unsigned char pongs;        /* pongs queued, at most ZK__MAX_PONGS */
+    unsigned char http_pending; /* on_http has the request and has not answered */
 };
 
 struct zk_server {
@@ -125,6 +129,7 @@ struct zk_server {
     zk_timer shutdown_timer;
     void (*shutdown_done)(zk_server *s);
     int shutting_down;
+    int holding; /* inside a loop over conns: done must wait */
 };
 
 /* A chunk for at least need bytes: a standard one (from the loop's spares
@@ -145,6 +150,7 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
     ch->cap = cap;
     ch->frames = 1;
     ch->open = 1;
+    ch->pong = 0;
     return ch;
 }
 
@@ -185,23 +191,28 @@ ZK__PRIVATE void zk__cork(zk_conn *c) {
     loop->cork_raw = 0;
 }
 
-/* Moves the corked bytes (from `from` on) into c's queue, which is empty,
-   and uncorks. */
-ZK__PRIVATE int zk__cork_spill(zk_conn *c, size_t from) {
+ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason);
+
+/* Moves the corked bytes into c's queue, which is empty, and uncorks;
+   `written` of them already went out (the chunk then starts mid-frame and
+   wq_off says so). If that cannot be done, bytes that sends reported as
+   queued would be lost: the connection is dropped instead. */
+ZK__PRIVATE int zk__cork_spill(zk_conn *c, size_t written) {
     zk_loop *loop = c->loop;
-    size_t n = loop->cork_len - from;
+    size_t n = loop->cork_len;
     zk__chunk *ch;
     loop->corked = NULL;
-    if (n == 0) return 0;
+    if (n == written) return 0;
     ch = zk__chunk_new(loop, n, 0);
     if (!ch) {
-        c->wq_bytes -= n;
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
         return ZK_ENOMEM;
     }
-    memcpy(ZK__CHUNK_DATA(ch), loop->cork + from, n);
+    memcpy(ZK__CHUNK_DATA(ch), loop->cork, n);
     ch->len = n;
     if (loop->cork_raw) ch->frames = ch->open = 0;
     c->wq = c->wq_tail = ch;
+    c->wq_off = written;
     zk__conn_schedule_flush(c);
     return 0;
 }
@@ -284,13 +295,16 @@ ZK__PRIVATE int zk__wq_split_head(zk_conn *c) {
 /* Queues a control frame ahead of queued data, at the first frame
    boundary not yet started, after earlier control frames: a pong is never
    stuck behind a backlog. Every ping gets its pong, except over the
-   high-water mark, where a pong not yet started is replaced by the newer
-   one (RFC 6455 5.5.3): a peer pinging a full queue adds at most one. */
+   high-water mark or past ZK__MAX_PONGS queued pongs, where the newest pong
+   not yet started is replaced (RFC 6455 5.5.3): a peer that pings and never
+   reads holds at most that many. HTTP bytes at the head (the 101) always go
+   first. */
 ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int pong) {
     zk__chunk *ch;
     if (c->loop->corked == c && zk__cork_spill(c, 0) < 0) return ZK_ENOMEM;
     ch = c->wq_pong;
-    if (pong && ch && c->wq_bytes >= c->high_water && !(ch == c->wq && c->wq_off)) {
+    if (pong && ch && (c->wq_bytes >= c->high_water || c->pongs >= ZK__MAX_PONGS) &&
+        !(ch == c->wq && c->wq_off)) {
         memcpy(ZK__CHUNK_DATA(ch), frame, len);
         c->wq_bytes = c->wq_bytes - ch->len + len;
         ch->len = len;
@@ -304,7 +318,7 @@ ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int p
     ch->open = 0; /* the data after it stays in order */
     if (!c->wq) {
         c->wq = c->wq_tail = ch;
-    } else if (c->wq_prio || c->wq_off) {
+    } else if (c->wq_prio || c->wq_off || !c->wq->frames) {
         zk__chunk *after = c->wq_prio;
         if (!after) {
             if (zk__wq_split_head(c) < 0) {
@@ -321,7 +335,11 @@ ZK__PRIVATE int zk__wq_priority(zk_conn *c, const void *frame, size_t len, int p
         c->wq = ch;
     }
     c->wq_prio = ch;
-    if (pong) c->wq_pong = ch;
+    if (pong) {
+        c->wq_pong = ch;
+        ch->pong = 1;
+        c->pongs++;
+    }
     c->wq_bytes += len;
     zk__conn_schedule_flush(c);
     return 0;
@@ -335,6 +353,7 @@ ZK__PRIVATE void zk__wq_clear(zk_conn *c) {
         ch = next;
     }
     c->wq = c->wq_tail = c->wq_prio = c->wq_pong = NULL;
+    c->pongs = 0;
     c->wq_bytes = c->wq_off = 0;
 }
 
@@ -368,7 +387,7 @@ ZK__PRIVATE void zk__server_check_done(zk_server *s);
 ZK__PRIVATE void zk__conn_notify(zk_conn *c, int code, zk_str reason, int clean) {
     if (c->notified) return;
     c->notified = 1;
-    if (c->opened || c->client) {
+    if (c->opened || c->client || c->http_pending) {
         c->busy++;
         if (c->cb && c->cb->on_close) c->cb->on_close(c, code, reason, clean);
         c->busy--;
@@ -454,6 +473,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
                 if (!c->wq) c->wq_tail = NULL;
                 if (c->wq_prio == ch) c->wq_prio = NULL;
                 if (c->wq_pong == ch) c->wq_pong = NULL;
+                if (ch->pong) c->pongs--;
                 c->wq_off = 0;
                 zk__chunk_free(c->loop, ch);
             } else {
@@ -600,7 +620,10 @@ ZK_API int zk_conn_close(zk_conn *c, int code, const char *reason) {
     n = zk_ws_close(&c->ws, frame, sizeof frame, code, reason, rlen);
     if (n < 0) return n;
     p = zk__wq_append(c, (size_t)n);
-    if (!p) return ZK_ENOMEM;
+    if (!p) { /* the engine already counts the close as sent: drop instead */
+        zk_conn_abort(c);
+        return ZK_ENOMEM;
+    }
     memcpy(p, frame, (size_t)n);
     c->state = ZK__C_CLOSING;
     zk__conn_arm(c, ZK__T_CLOSE, zk__close_timeout(c));
@@ -621,6 +644,7 @@ ZK_API int zk_conn_respond(zk_conn *c, int status, const zk_http_header *headers
     int n;
     size_t i;
     if (c->state != ZK__C_HTTP) return ZK_ECLOSED;
+    c->http_pending = 0;
     for (i = 0; i < header_count; i++) cap += headers[i].name.len + headers[i].value.len + 4;
     p = zk__wq_raw(c, cap);
     if (!p) return ZK_ENOMEM;
@@ -676,6 +700,7 @@ ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t l
         c->state = ZK__C_HTTP;
         zk__conn_arm(c, ZK__T_LINGER, s->opts.handshake_timeout_ms ? s->opts.handshake_timeout_ms : 10000);
         if (s->opts.on_http) {
+            c->http_pending = 1;
             s->opts.on_http(c, &req);
         } else {
             static const char body[] = "this is a WebSocket endpoint\n";
@@ -819,10 +844,7 @@ ZK__PRIVATE void zk__uncork(zk_conn *c) {
         }
         c->wq_bytes -= (size_t)n;
     }
-    if (zk__cork_spill(c, (size_t)n) < 0) {
-        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "out of memory");
-        return;
-    }
+    if (zk__cork_spill(c, (size_t)n) < 0) return; /* the connection was dropped */
     zk__conn_flush_now(c); /* drain callback, write interest, shutdown when lingering */
 }
 
@@ -1369,7 +1391,7 @@ ZK__PRIVATE void zk__server_stop_listening(zk_server *s) {
 }
 
 ZK__PRIVATE void zk__server_check_done(zk_server *s) {
-    if (s->shutting_down == 1 && s->nconns == 0) {
+    if (s->shutting_down == 1 && s->nconns == 0 && !s->holding) {
         s->shutting_down = 2;
         zk_timer_stop(&s->shutdown_timer);
         if (s->shutdown_done) s->shutdown_done(s);
@@ -1378,7 +1400,10 @@ ZK__PRIVATE void zk__server_check_done(zk_server *s) {
 
 ZK__PRIVATE void zk__server_shutdown_timeout(zk_timer *t) {
     zk_server *s = (zk_server *)t->data;
+    s->holding = 1;
     while (s->conns) zk_conn_abort(s->conns);
+    s->holding = 0;
+    zk__server_check_done(s); /* the last use of s: done may free it */
 }
 
 ZK_API void zk_server_shutdown(zk_server *s, uint32_t timeout_ms, void (*done)(zk_server *s)) {
@@ -1386,6 +1411,7 @@ ZK_API void zk_server_shutdown(zk_server *s, uint32_t timeout_ms, void (*done)(z
     if (s->shutting_down) return;
     zk__server_stop_listening(s);
     s->shutting_down = 1;
+    s->holding = 1;
     s->shutdown_done = done;
     s->shutdown_timer.fn = zk__server_shutdown_timeout;
     zk_timer_start(&s->shutdown_timer, timeout_ms ? timeout_ms : 5000, 0);
@@ -1394,7 +1420,8 @@ ZK_API void zk_server_shutdown(zk_server *s, uint32_t timeout_ms, void (*done)(z
         if (c->state == ZK__C_OPEN) zk_conn_close(c, ZK_CLOSE_GOING_AWAY, "server shutting down");
         else if (c->state == ZK__C_HANDSHAKE) zk_conn_abort(c);
     }
-    zk__server_check_done(s);
+    s->holding = 0;
+    zk__server_check_done(s); /* the last use of s: done may free it */
 }
 
 ZK_API void zk_server_free(zk_server *s) {
@@ -1537,6 +1564,19 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
         ZK_FREE(cl);
         *err = ZK_ENOMEM;
         return NULL;
+    }
+    {
+        /* a request that cannot be written is refused here, not after the
+           connection was handed out */
+        char req[4096];
+        rc = zk_ws_client_request(req, sizeof req, &cl->hs);
+        if (rc < 0) {
+            ZK_FREE(cl->strings);
+            ZK_FREE(cl);
+            ZK_FREE(c);
+            *err = rc == ZK_ENOSPACE ? ZK_ETOOBIG : rc;
+            return NULL;
+        }
     }
     c->client = cl;
     c->data = o->data;

@@ -24,7 +24,8 @@ typedef struct zk_callbacks {
        not use it. (The library may still finish the TCP close, then frees
        it; zk_server_free and zk_loop_free free any still finishing.) A
        client whose connect failed gets on_close with 1006 and no on_open; a
-       server connection that never opened gets no on_close. */
+       server connection that never opened gets no on_close, except a plain
+       HTTP request still waiting for zk_conn_respond (see zk_http_fn). */
     void (*on_close)(zk_conn *conn, int code, zk_str reason, int clean);
     /* The write queue fell below the high-water mark after a send reported
        backpressure (ZK_SEND_BACKPRESSURE). */
@@ -35,7 +36,9 @@ typedef struct zk_callbacks {
 
 /* Server side: a request without a WebSocket upgrade. Answer it with
    zk_conn_respond (now or later); the connection closes after the answer.
-   Without this callback such requests get 426 Upgrade Required. */
+   If it goes away before you answered (peer gone, handshake_timeout_ms,
+   zk_server_free), on_close tells you (1006), and then the connection may
+   not be used. Without this callback such requests get 426 Upgrade Required. */
 typedef void (*zk_http_fn)(zk_conn *conn, const zk_http_request *req);
 
 /* Server side: a valid upgrade request, before the answer. Return 0 to
@@ -80,7 +83,7 @@ ZK_API int zk_server_port(const zk_server *server);
 /* Graceful shutdown: stop accepting, close every connection with 1001,
    let queues flush and closes complete, and after timeout_ms (0: 5000)
    drop whatever is left. done (may be NULL) runs when no connection is
-   left; the server can then be freed. */
+   left, possibly before this returns; done may free the server. */
 ZK_API void zk_server_shutdown(zk_server *server, uint32_t timeout_ms,
                                void (*done)(zk_server *server));
 
@@ -112,8 +115,9 @@ typedef struct zk_client_opts {
 } zk_client_opts;
 
 /* Starts connecting; the outcome arrives as on_open or on_close (1006).
-   Returns the connection, or NULL with *err set (a bad URL: ZK_EINVAL;
-   name not found: ZK_ENOTFOUND; out of memory). err may be NULL. */
+   Returns the connection, or NULL with *err set (a bad URL or a header with
+   CR, LF or a bad name: ZK_EINVAL; headers over 4 KiB: ZK_ETOOBIG; name not
+   found: ZK_ENOTFOUND; out of memory). err may be NULL. */
 ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err);
 
 /* In-memory transport: a client connection to server through a loopback

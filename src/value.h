@@ -38,7 +38,7 @@ typedef struct zk__node zk__node;
 typedef struct zk_doc {
     zk__node *nodes;
     uint32_t count, cap;
-    uint32_t max_nodes;  /* 0: ZK_DOC_MAX_NODES; more: ZK_ETOOBIG */
+    uint32_t max_nodes;  /* values plus object keys; 0: ZK_DOC_MAX_NODES; more: ZK_ETOOBIG */
     uint32_t max_depth;  /* 0 or more than ZK_DOC_MAX_DEPTH: ZK_DOC_MAX_DEPTH */
     const char *error;   /* after a failed parse: what was wrong (static text) */
     size_t error_at;     /* and at which byte of the input */
@@ -56,9 +56,13 @@ ZK_API void zk_doc_free(zk_doc *doc);
 
 /* Parses one JSON text (RFC 8259) from buf[0..len), which it modifies
    (string escapes are decoded in place). Leading and trailing white space
-   is allowed; anything else after the value is an error. Returns ZK_OK,
+   is allowed; anything else after the value is an error. Numbers too large
+   for a double (1e400) are refused; too small ones become 0. Returns ZK_OK,
    ZK_EPARSE (doc->error and doc->error_at say what and where), ZK_ETOOBIG
-   (deeper than max_depth or more than max_nodes values) or ZK_ENOMEM.
+   (containers nested deeper than max_depth, or more than max_nodes values
+   and keys) or ZK_ENOMEM. Numbers go through the C library's strtod and
+   snprintf with the locale's decimal point: do not change the locale
+   (setlocale) while another thread parses or writes.
        zk_doc doc = {0};
        if (zk_json_parse(&doc, buf, len) == ZK_OK)
            printf("%s\n", zk_value_str(zk_value_get(zk_doc_root(&doc), "name")).ptr); */
@@ -87,10 +91,12 @@ ZK_API size_t zk_value_len(zk_value v);
    ZK_TYPE_NONE value. zk_value_get_n takes a length-delimited key. */
 ZK_API zk_value zk_value_get(zk_value obj, const char *key);
 ZK_API zk_value zk_value_get_n(zk_value obj, const char *key, size_t key_len);
-/* Element i of an array, or a ZK_TYPE_NONE value. O(i). */
+/* Element i of an array (or member value i of an object), or a
+   ZK_TYPE_NONE value. O(i). */
 ZK_API zk_value zk_value_at(zk_value arr, size_t i);
-/* A path of members and indexes: "user.name", "items[2]", "a.b[0].c".
-   A ZK_TYPE_NONE value when any step is missing or the path is malformed. */
+/* A path of members and indexes: "user.name", "items[2]", "a.b[0].c"; ""
+   is v itself. A ZK_TYPE_NONE value when any step is missing or the path is
+   malformed. */
 ZK_API zk_value zk_value_path(zk_value v, const char *path);
 
 /* Iteration over an array's elements or an object's member values:
@@ -109,7 +115,8 @@ ZK_API zk_str zk_value_key(zk_value member);
 typedef struct zk_writer {
     char *buf;
     size_t len, cap;
-    size_t max;          /* growable buffer: at most this many bytes; 0: 16 MiB */
+    size_t max;          /* growable buffer: at most this many bytes (past it:
+                            ZK_ETOOBIG); 0: 16 MiB */
     int err;             /* the first error (ZK_EINVAL, ZK_ENOSPACE, ZK_ETOOBIG, ZK_ENOMEM) */
     int owned;           /* buf was allocated by the writer */
     uint32_t depth;
@@ -136,7 +143,8 @@ ZK_API void zk_write_int(zk_writer *w, int64_t v);
 ZK_API void zk_write_double(zk_writer *w, double v);
 ZK_API void zk_write_bool(zk_writer *w, int v);
 ZK_API void zk_write_null(zk_writer *w);
-/* Copies a parsed value, whatever its codec, with everything inside it. */
+/* Copies a parsed value, whatever its codec, with everything inside it
+   (binary as a base64 string in JSON). A ZK_TYPE_NONE value: ZK_EINVAL. */
 ZK_API void zk_write_value(zk_writer *w, zk_value v);
 
 /* The finished value: {buf, len} when exactly one complete value was

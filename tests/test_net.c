@@ -260,6 +260,7 @@ static void on_message(zk_conn *c, zk_str data, int binary) {
 
 static void on_close(zk_conn *c, int code, zk_str reason, int clean) {
     side *sd = (side *)zk_conn_data(c);
+    if (!sd) return; /* a plain HTTP request that went away before its answer */
     sd->closes++;
     sd->close_code = code;
     sd->close_clean = clean;
