@@ -9,6 +9,10 @@ frames/    one configuration byte (see tests/fuzz/fuzz_frames.c) and a frame
            stream: masked client frames for a server, unmasked ones for a
            client, covering text, binary, fragments, control frames, 16- and
            64-bit lengths, bad UTF-8, reserved bits and other violations
+json/      one limits byte (see tests/fuzz/fuzz_json.c), a JSON text and,
+           after a 0xFF, writer commands: documents of every type and
+           nesting, numbers at the edges, escapes and surrogates, malformed
+           texts, texts over small limits
 
 Deterministic: the same files, byte for byte, on every run. It only writes
 files; it does not delete any.
@@ -226,6 +230,81 @@ def frames_corpus():
     return f
 
 
+# ---- json ----
+
+DEPTH64, DEPTH3, DEPTH1 = 63, 2, 0    # bits 0-5: max_depth - 1
+NODES3, NODES16 = 1 << 6, 2 << 6      # bits 6-7: max_nodes 3, 16 (0: default)
+
+# writer commands (low nibble; the high nibble is an argument)
+W_OBJECT, W_ARRAY, W_END, W_KEY_N, W_STR_N, W_CSTR, W_INT64, W_INT8 = range(8)
+W_INT_EDGE, W_DOUBLE64, W_DOUBLE_EDGE, W_BOOL, W_NULL, W_VALUE, W_RESET = range(8, 15)
+
+
+def wkey(b):
+    return bytes([W_KEY_N | len(b) << 4]) + b
+
+
+def wstr(b):
+    return bytes([W_STR_N | len(b) << 4]) + b
+
+
+def json_corpus():
+    j = {}
+    d = bytes([DEPTH64])
+    j["null"] = d + b"null"
+    j["true_ws"] = d + b" \t\r\n true \n"
+    j["false"] = d + b"false"
+    j["ints"] = d + b"[0,-0,1,-1,9223372036854775807,-9223372036854775808,9223372036854775808," \
+        b"-9223372036854775809,18446744073709551616]"
+    j["doubles"] = d + b"[0.0,-0.0,1.5,-2.5e-3,1E+2,1e308,1.7976931348623157e308,4.9e-324," \
+        b"2.2250738585072014e-308,0.1,123456789012345678901234567890,1e-400,3.0e0]"
+    j["double_overflow"] = d + b"[1e309,-1e400]"
+    j["string_escapes"] = d + b'"a\\"b\\\\c\\/d\\b\\f\\n\\r\\t\\u0000\\u001f\\u00e9\\u20AC"'
+    j["string_utf8"] = d + '"Hello, мир! 你好世界 🙂 café"'.encode("utf-8")
+    j["string_surrogates"] = d + b'["\\ud83d\\ude42","\\uD834\\uDD1E","\\uffff","\\u0800"]'
+    j["object_nested"] = d + b'{"user":{"name":"ann","tags":["a","b",[]],"age":41,"ok":true},' \
+        b'"items":[{"id":1},{"id":2,"x":null}],"":{},"e":[{}]}'
+    j["object_duplicate_keys"] = d + b'{"a":1,"b":2,"a":3,"a\\u0000":4,"\\u0061":5}'
+    j["array_deep64"] = d + b"[" * 64 + b"]" * 64
+    j["array_deep65"] = d + b"[" * 65 + b"]" * 65
+    j["object_deep"] = d + b'{"a":' * 20 + b"0" + b"}" * 20
+    j["envelope"] = d + b'{"type":"call","id":7,"method":"room.join","params":{"room":"lobby",' \
+        b'"since":1.5e9,"filter":[1,2,3]}}'
+    j["limits_depth1"] = bytes([DEPTH1]) + b"[[1]]"
+    j["limits_depth3"] = bytes([DEPTH3]) + b'{"a":[{"b":[1]}]}'
+    j["limits_nodes3"] = bytes([DEPTH64 | NODES3]) + b"[1,2,3]"
+    j["limits_nodes16"] = bytes([DEPTH64 | NODES16]) + b'{"k":[' + b",".join(b"%d" % i for i in range(20)) + b"]}"
+    j["bad_trailing"] = d + b"{} x"
+    j["bad_trailing_comma"] = d + b"[1,2,]"
+    j["bad_leading_zero"] = d + b"[01]"
+    j["bad_numbers"] = d + b"[-,1.,.5,1e,+1,0x10,NaN,Infinity]"
+    j["bad_unterminated"] = d + b'{"a":"b'
+    j["bad_control_char"] = d + b'"a\tb"'
+    j["bad_escape"] = d + b'"\\x41"'
+    j["bad_lone_surrogate"] = d + b'["\\ud800","\\udc00x"]'
+    j["bad_utf8"] = d + b'["\xc3\x28","\xed\xa0\x80","\xc0\xaf"]'
+    j["bad_key"] = d + b"{a:1}"
+    j["bad_single_quote"] = d + b"['a']"
+    j["bad_empty"] = d
+    j["bad_nul"] = d + b"[1\x00]"
+    j["bad_literal"] = d + b"[tru]"
+    # writer commands: after the text, a 0xFF
+    j["writer_object"] = d + b"0\xff" + bytes([W_OBJECT]) + wkey(b"id") + bytes([W_INT8, 42]) + \
+        wkey(b"name") + wstr(b"caf\xc3\xa9 \"q\" \\ \x01") + wkey(b"list") + bytes([W_ARRAY]) + \
+        bytes([W_BOOL | 1 << 4, W_NULL, W_INT_EDGE, W_INT_EDGE | 1 << 4, W_DOUBLE_EDGE | 1 << 4,
+               W_DOUBLE_EDGE | 5 << 4, W_DOUBLE_EDGE | 12 << 4, W_END, W_END])
+    j["writer_value"] = d + b'{"a":[1,2.5,"x"]}\xff' + bytes([W_ARRAY, W_VALUE, W_VALUE, W_END])
+    j["writer_misuse"] = d + b"1\xff" + bytes([W_ARRAY]) + wkey(b"k") + bytes([W_NULL, W_END])
+    j["writer_nan"] = d + b"1\xff" + bytes([W_ARRAY, W_DOUBLE64]) + struct.pack("<d", float("nan")) + \
+        bytes([W_END])
+    j["writer_bad_utf8"] = d + b"1\xff" + bytes([W_OBJECT]) + wkey(b"\xc3") + wstr(b"\xed\xa0\x80") + \
+        bytes([W_END])
+    j["writer_full"] = d + b"1\xff" + bytes([W_ARRAY]) + wstr(b"\x00" * 15) * 60 + bytes([W_END])
+    j["writer_reset"] = d + b"1\xff" + bytes([W_ARRAY, W_ARRAY, W_RESET, W_OBJECT, W_CSTR | 9 << 4, 0x61,
+                                             W_CSTR | 15 << 4, W_END])
+    return j
+
+
 def write(kind, files):
     d = os.path.join(ROOT, kind)
     os.makedirs(d, exist_ok=True)
@@ -238,6 +317,7 @@ def main():
     write("request", REQUESTS)
     write("response", RESPONSES)
     write("frames", frames_corpus())
+    write("json", json_corpus())
     return 0
 
 
