@@ -24,7 +24,7 @@ FUZZERS  := $(patsubst tests/fuzz/%.c,$(BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c)
 BENCHES  := $(patsubst bench/%.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 
-.PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests kqueue-tests valgrind-tests
+.PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests kqueue-tests valgrind-tests tsan-tests
 all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client $(BUILD)/loadgen
 
 zocket.h: $(SRC) tools/amalgamate.py
@@ -61,6 +61,13 @@ $(BUILD)/plain/test_%: tests/test_%.c tests/test.h zocket.h
 	$(CC) -std=c99 $(WARN) -g -O1 -I. $< -o $@
 
 valgrind-tests: $(VALGRIND_TESTS)
+
+# the loop tests under ThreadSanitizer: zk_loop_post is called from threads
+$(BUILD)/tsan/test_loop: tests/test_loop.c tests/test.h zocket.h
+	@mkdir -p $(BUILD)/tsan
+	$(CLANG) -std=c99 $(WARN) -g -O1 -fsanitize=thread -I. $< -o $@
+
+tsan-tests: $(BUILD)/tsan/test_loop
 
 $(BUILD)/interop_client: tests/interop/interop_client.c zocket.h | $(BUILD)
 	$(CC) $(TESTCFLAGS) $< -o $@

@@ -104,6 +104,15 @@ for t in tests/test_*.c; do
     esac
 done
 
+# The loop tests under ThreadSanitizer (zk_loop_post from other threads).
+if [ $deps_clang = 1 ] && [ -e tests/test_loop.c ]; then
+    if make -s tsan-tests >>"$BUILD/make.log" 2>&1; then
+        unit "test_loop (tsan)" "$BUILD/tsan/test_loop" TSAN_OPTIONS=halt_on_error=1
+    else
+        fail "build (tsan)"; tail -40 "$BUILD/make.log"
+    fi
+fi
+
 # The socket tests again under valgrind memcheck (no sanitizers there).
 if tools/deps.sh valgrind 2>>"$log"; then
     if make -s valgrind-tests >>"$BUILD/make.log" 2>&1; then
