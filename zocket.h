@@ -5016,7 +5016,7 @@ ZK_API zk_value zk_doc_root(const zk_doc *doc) { return zk__value(doc, 0); }
 
 ZK_API int zk_value_type(zk_value v) {
     const zk__node *n = zk__value_node(v);
-    return n && n->type != ZK__KEY ? n->type : ZK_TYPE_NONE;
+    return n && n->type != ZK__KEY ? (int)n->type : (int)ZK_TYPE_NONE;
 }
 
 ZK_API const char *zk_type_name(int type) {
