@@ -250,7 +250,7 @@ ZK__PRIVATE int zk__json_fail(zk_doc *doc, const char *buf, const unsigned char 
 
 ZK_API int zk_json_parse(zk_doc *doc, char *buf, size_t len) {
     unsigned char *p = (unsigned char *)buf;
-    const unsigned char *end = p + len;
+    const unsigned char *end = buf ? p + len : p;
     uint32_t stack[ZK_DOC_MAX_DEPTH], last[ZK_DOC_MAX_DEPTH];
     uint32_t depth = 0, max_depth = zk__doc_max_depth(doc), idx;
     int err = ZK_OK, in_object = 0;
@@ -260,6 +260,10 @@ ZK_API int zk_json_parse(zk_doc *doc, char *buf, size_t len) {
     doc->count = 0;
     doc->error = NULL;
     doc->error_at = 0;
+    if (!buf) { /* (NULL, 0) is empty input, and NULL + 0 is not computed */
+        doc->error = "unexpected end of input";
+        return len ? ZK_EINVAL : ZK_EPARSE;
+    }
     while (p < end && zk__json_ws(*p)) p++;
 
 value: /* a value is expected at p: an array element or the root */

@@ -1219,6 +1219,16 @@ TEST(node_limit_lowered_on_a_reused_doc) {
     zk_doc_free(&d);
 }
 
+/* (NULL, 0) is empty input: refused, with no pointer arithmetic on NULL
+   (clang's UBSan would stop on it). */
+TEST(null_buffer_is_empty_input) {
+    zk_doc d = {0};
+    CHECK_EQ_INT(zk_json_parse(&d, NULL, 0), ZK_EPARSE);
+    CHECK(d.error != NULL);
+    CHECK_EQ_INT(zk_value_type(zk_doc_root(&d)), ZK_TYPE_NONE);
+    zk_doc_free(&d);
+}
+
 /* ================================ reuse =============================== */
 
 TEST(one_doc_many_documents) {
@@ -2145,6 +2155,7 @@ int main(void) {
     RUN(node_limit);
     RUN(node_limit_counts_values_and_keys);
     RUN(node_limit_lowered_on_a_reused_doc);
+    RUN(null_buffer_is_empty_input);
     RUN(one_doc_many_documents);
     RUN(guard_page_every_prefix);
     RUN(out_of_memory);
