@@ -723,6 +723,21 @@ enum {
    ZK_ENOMEM. Frames go out at the end of the loop pass, coalesced. */
 ZK_API int zk_conn_send(zk_conn *conn, const void *data, size_t len, int binary);
 
+/* A message encoded once, to send to many connections (a broadcast, a
+   game state): the frame header is built and text is validated once. Server
+   connections copy the ready bytes; a client connection must mask, so it
+   encodes it again. Free it whenever you like: sends copy.
+   Returns NULL when out of memory or when text is not UTF-8 (*err says,
+   may be NULL).
+       zk_frame *f = zk_frame_new(state, n, 0, NULL);
+       for (i = 0; i < nplayers; i++) zk_conn_send_frame(players[i], f);
+       zk_frame_free(f); */
+typedef struct zk_frame zk_frame;
+ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err);
+ZK_API void zk_frame_free(zk_frame *frame);
+/* As zk_conn_send, with the message of frame. */
+ZK_API int zk_conn_send_frame(zk_conn *conn, const zk_frame *frame);
+
 /* Sends a ping (payload at most 125 bytes); the pong comes to on_pong. */
 ZK_API int zk_conn_ping(zk_conn *conn, const void *data, size_t len);
 
@@ -3569,6 +3584,59 @@ ZK_API int zk_conn_send(zk_conn *c, const void *data, size_t len, int binary) {
     n = zk_ws_send(&c->ws, p, size, binary ? ZK_WS_BINARY : ZK_WS_TEXT, data, len, 1);
     ZK_ASSERT(n == (int)size);
     (void)n;
+    if (c->wq_bytes >= c->high_water) {
+        c->want_drain = 1;
+        return ZK_SEND_BACKPRESSURE;
+    }
+    return ZK_SEND_OK;
+}
+
+struct zk_frame {
+    size_t size;         /* header + payload */
+    size_t header;
+    int binary;
+    /* the frame's bytes follow */
+};
+
+#define ZK__FRAME_BYTES(f) ((unsigned char *)((f) + 1))
+
+ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err) {
+    unsigned char header[14];
+    size_t hlen;
+    zk_frame *f;
+    int dummy;
+    if (!err) err = &dummy;
+    if ((len && !data) || (!binary && !zk_utf8_valid(data, len))) {
+        *err = ZK_EINVAL;
+        return NULL;
+    }
+    hlen = zk_ws_frame_header(header, binary ? ZK_WS_BINARY : ZK_WS_TEXT, 1, len, NULL);
+    f = (zk_frame *)ZK_MALLOC(sizeof *f + hlen + len);
+    if (!f) {
+        *err = ZK_ENOMEM;
+        return NULL;
+    }
+    f->size = hlen + len;
+    f->header = hlen;
+    f->binary = binary;
+    memcpy(ZK__FRAME_BYTES(f), header, hlen);
+    if (len) memcpy(ZK__FRAME_BYTES(f) + hlen, data, len);
+    *err = 0;
+    return f;
+}
+
+ZK_API void zk_frame_free(zk_frame *f) { ZK_FREE(f); }
+
+ZK_API int zk_conn_send_frame(zk_conn *c, const zk_frame *f) {
+    unsigned char *p;
+    if (c->ws.role == ZK_WS_CLIENT) /* masked per frame: encode again */
+        return zk_conn_send(c, ZK__FRAME_BYTES(f) + f->header, f->size - f->header, f->binary);
+    if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
+    if (c->wq_bytes + f->size > c->write_limit) return ZK_EBACKPRESSURE;
+    if (c->ws.send_op) return ZK_EINVAL; /* not between fragments of another message */
+    p = zk__wq_append(c, f->size);
+    if (!p) return ZK_ENOMEM;
+    memcpy(p, ZK__FRAME_BYTES(f), f->size);
     if (c->wq_bytes >= c->high_water) {
         c->want_drain = 1;
         return ZK_SEND_BACKPRESSURE;

@@ -88,7 +88,13 @@ int main(int argc, char **argv) {
         if (x < 0 || x > 100) v = -v;
         n = snprintf(state, sizeof state, "{\"type\":\"state\",\"payload\":{\"tick\":%ld,\"x\":%.1f}}",
                      tick, x);
-        for (i = 0; i < nplayers; i++) zk_conn_send(players[i], state, (size_t)n, 0);
+        if (nplayers) { /* encoded once, copied to every player */
+            zk_frame *frame = zk_frame_new(state, (size_t)n, 0, NULL);
+            if (frame) {
+                for (i = 0; i < nplayers; i++) zk_conn_send_frame(players[i], frame);
+                zk_frame_free(frame);
+            }
+        }
         sleep_until(&next);
     }
     zk_server_free(server);

@@ -158,6 +158,21 @@ enum {
    ZK_ENOMEM. Frames go out at the end of the loop pass, coalesced. */
 ZK_API int zk_conn_send(zk_conn *conn, const void *data, size_t len, int binary);
 
+/* A message encoded once, to send to many connections (a broadcast, a
+   game state): the frame header is built and text is validated once. Server
+   connections copy the ready bytes; a client connection must mask, so it
+   encodes it again. Free it whenever you like: sends copy.
+   Returns NULL when out of memory or when text is not UTF-8 (*err says,
+   may be NULL).
+       zk_frame *f = zk_frame_new(state, n, 0, NULL);
+       for (i = 0; i < nplayers; i++) zk_conn_send_frame(players[i], f);
+       zk_frame_free(f); */
+typedef struct zk_frame zk_frame;
+ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err);
+ZK_API void zk_frame_free(zk_frame *frame);
+/* As zk_conn_send, with the message of frame. */
+ZK_API int zk_conn_send_frame(zk_conn *conn, const zk_frame *frame);
+
 /* Sends a ping (payload at most 125 bytes); the pong comes to on_pong. */
 ZK_API int zk_conn_ping(zk_conn *conn, const void *data, size_t len);
 

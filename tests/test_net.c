@@ -1094,6 +1094,68 @@ TEST(send_refuses_bad_text_and_closed_connections) {
     CHECK_ALL_FREED();
 }
 
+/* A frame encoded once reaches every client intact (short, 16-bit and
+   64-bit lengths, text and binary); freeing it right after the sends is
+   fine (they copy); a client connection, which must mask, sends it too; bad
+   text is refused when the frame is made, and a closed connection refuses
+   it. */
+TEST(one_frame_sent_to_many_connections) {
+    static unsigned char payload[70000];
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    side *c[4];
+    zk_frame *text, *bin, *big;
+    int i, err = 1, server_messages = 0;
+    server_new(w, &so);
+    for (i = 0; i < 4; i++) c[i] = connect_lb_url(w, "ws://loopback/", NULL);
+    pump(w->loop);
+    CHECK_EQ_INT(w->nsrv, 4);
+    fill_binary(payload, sizeof payload, 7);
+    text = zk_frame_new("state 1", 7, 0, &err);
+    CHECK(text != NULL);
+    CHECK_EQ_INT(err, 0);
+    bin = zk_frame_new(payload, 200, 1, NULL);
+    big = zk_frame_new(payload, sizeof payload, 1, NULL);
+    CHECK(bin != NULL && big != NULL);
+    if (!text || !bin || !big) return;
+    for (i = 0; i < 4; i++) {
+        CHECK_EQ_INT(zk_conn_send_frame(w->srv[i].conn, text), ZK_SEND_OK);
+        CHECK_EQ_INT(zk_conn_send_frame(w->srv[i].conn, bin), ZK_SEND_OK);
+        CHECK_EQ_INT(zk_conn_send_frame(w->srv[i].conn, big), ZK_SEND_OK);
+    }
+    zk_frame_free(text);
+    zk_frame_free(bin);
+    pump(w->loop);
+    for (i = 0; i < 4; i++) {
+        CHECK_EQ_INT(c[i]->messages, 3);
+        CHECK_EQ_INT(c[i]->all.len, 7 + 200 + sizeof payload);
+        if (c[i]->all.len != 7 + 200 + sizeof payload) continue;
+        CHECK(memcmp(c[i]->all.p, "state 1", 7) == 0);
+        CHECK(memcmp(c[i]->all.p + 7, payload, 200) == 0);
+        CHECK(memcmp(c[i]->all.p + 207, payload, sizeof payload) == 0);
+        CHECK_EQ_INT(c[i]->last_binary, 1);
+    }
+    CHECK_EQ_INT(zk_conn_send_frame(c[0]->conn, big), ZK_SEND_OK);
+    pump(w->loop);
+    for (i = 0; i < 4; i++) {
+        server_messages += w->srv[i].messages;
+        if (w->srv[i].messages == 1) {
+            CHECK_EQ_INT(w->srv[i].last.len, sizeof payload);
+            CHECK(w->srv[i].last.len == sizeof payload &&
+                  memcmp(w->srv[i].last.p, payload, sizeof payload) == 0);
+        }
+    }
+    CHECK_EQ_INT(server_messages, 1);
+    err = 0;
+    CHECK(zk_frame_new("\xc3\x28", 2, 0, &err) == NULL);
+    CHECK_EQ_INT(err, ZK_EINVAL);
+    CHECK_EQ_INT(zk_conn_close(w->srv[1].conn, 1000, NULL), 0);
+    CHECK_EQ_INT(zk_conn_send_frame(w->srv[1].conn, big), ZK_ECLOSED);
+    zk_frame_free(big);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(ping_gets_a_pong_with_the_same_payload) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
@@ -2461,6 +2523,7 @@ int main(void) {
     RUN(silence_loses_bytes_until_delivery_is_restored);
     RUN(plain_http_request_never_answered_is_closed_at_the_deadline);
     RUN(send_refuses_bad_text_and_closed_connections);
+    RUN(one_frame_sent_to_many_connections);
     RUN(ping_gets_a_pong_with_the_same_payload);
     RUN(backpressure_is_reported_then_refused_then_drained);
     RUN(on_drain_does_not_fire_without_backpressure);
