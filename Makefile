@@ -35,11 +35,11 @@ amalgamate: zocket.h
 $(BUILD):
 	mkdir -p $@
 
-$(BUILD)/test_%: tests/test_%.c tests/test.h zocket.h | $(BUILD)
+$(BUILD)/test_%: tests/test_%.c tests/test.h tests/ws_record.h zocket.h | $(BUILD)
 	$(CC) $(TESTCFLAGS) $< -o $@
 
 # the same tests built by clang: its UBSan sees what gcc's does not
-$(BUILD)/clang/test_%: tests/test_%.c tests/test.h zocket.h
+$(BUILD)/clang/test_%: tests/test_%.c tests/test.h tests/ws_record.h zocket.h
 	@mkdir -p $(BUILD)/clang
 	$(CLANG) $(TESTCFLAGS) $< -o $@
 

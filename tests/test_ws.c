@@ -29,48 +29,11 @@ static void count_free(void *p) {
 #define ZOCKET_IMPLEMENTATION
 #include "zocket.h"
 #include "test.h"
+#include "ws_record.h"
 
 /* ---- growable byte strings ------------------------------------------- */
 
-typedef struct bytes {
-    unsigned char *p;
-    size_t len, cap;
-} bytes;
-
-/* Allocates even for n == 0, so p is never NULL (CHECK_MEM compares it). */
-static void put(bytes *b, const void *src, size_t n) {
-    if (b->len + n > b->cap || !b->p) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n) cap *= 2;
-        b->p = (unsigned char *)realloc(b->p, cap);
-        if (!b->p) abort();
-        b->cap = cap;
-    }
-    if (n) memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void put_byte(bytes *b, unsigned v) {
-    unsigned char c = (unsigned char)v;
-    put(b, &c, 1);
-}
-
 static void put_str(bytes *b, const char *s) { put(b, s, strlen(s)); }
-
-static void bytes_free(bytes *b) {
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-static uint64_t rng_next(uint64_t *s) {
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 2685821657736338717ull;
-}
 
 /* Valid UTF-8 of exactly n bytes, with 2-, 3- and 4-byte characters. */
 static void fill_text(unsigned char *out, size_t n) {
@@ -201,20 +164,6 @@ static int parse_frame(const unsigned char *p, size_t n, parsed *f) {
 
 /* ---- the driver: a read loop over a split schedule ---------------------- */
 
-typedef struct event_copy {
-    int type, code;
-    const char *error;
-    bytes data, reply;
-} event_copy;
-
-typedef struct run_result {
-    event_copy *ev;
-    size_t n, cap;
-    int state;
-    size_t left;         /* bytes still unconsumed when the input ended */
-    const char *broken;  /* a broken feed contract, or NULL */
-} run_result;
-
 enum { SCHED_WHOLE, SCHED_BYTES, SCHED_SPLIT, SCHED_FIXED, SCHED_RANDOM };
 
 typedef struct schedule {
@@ -242,33 +191,6 @@ static size_t next_chunk(schedule *s, size_t pos, size_t len) {
     }
     if (k == 0) k = 1;
     return k < rest ? k : rest;
-}
-
-static void record(run_result *r, const zk_ws_event *ev) {
-    event_copy *e;
-    if (r->n == r->cap) {
-        r->cap = r->cap ? r->cap * 2 : 8;
-        r->ev = (event_copy *)realloc(r->ev, r->cap * sizeof *r->ev);
-        if (!r->ev) abort();
-    }
-    e = &r->ev[r->n++];
-    memset(e, 0, sizeof *e);
-    e->type = ev->type;
-    e->code = ev->code;
-    e->error = ev->error;
-    put(&e->data, ev->data.ptr, ev->data.len);
-    if (ev->reply_len > sizeof ev->reply) r->broken = "reply_len larger than reply";
-    else put(&e->reply, ev->reply, ev->reply_len);
-}
-
-static void result_free(run_result *r) {
-    size_t i;
-    for (i = 0; i < r->n; i++) {
-        bytes_free(&r->ev[i].data);
-        bytes_free(&r->ev[i].reply);
-    }
-    free(r->ev);
-    memset(r, 0, sizeof *r);
 }
 
 /* Feeds buf[0..*avail) until the engine wants more; the unconsumed bytes
