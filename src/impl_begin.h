@@ -1,4 +1,4 @@
-#include "value.h"
+#include "app.h"
 
 #ifdef __cplusplus
 }

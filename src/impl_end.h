@@ -1,4 +1,4 @@
-#include "json.c"
+#include "app.c"
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */
 

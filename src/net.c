@@ -117,6 +117,9 @@ struct zk_conn {
     unsigned char pinged;       /* a heartbeat ping is out and nothing came since */
     unsigned char pongs;        /* pongs queued, at most ZK__MAX_PONGS */
     unsigned char http_pending; /* on_http has the request and has not answered */
+    unsigned char accepted;     /* on_upgrade accepted it: on_close will come */
+    unsigned char upgrading;    /* on_upgrade runs: zk_conn_respond may refuse */
+    void *app;                  /* the app layer's state for this connection */
 };
 
 struct zk_server {
@@ -387,7 +390,7 @@ ZK__PRIVATE void zk__server_check_done(zk_server *s);
 ZK__PRIVATE void zk__conn_notify(zk_conn *c, int code, zk_str reason, int clean) {
     if (c->notified) return;
     c->notified = 1;
-    if (c->opened || c->client || c->http_pending) {
+    if (c->opened || c->accepted || c->client || c->http_pending) {
         c->busy++;
         if (c->cb && c->cb->on_close) c->cb->on_close(c, code, reason, clean);
         c->busy--;
@@ -696,7 +699,7 @@ ZK_API int zk_conn_respond(zk_conn *c, int status, const zk_http_header *headers
     unsigned char *p;
     int n;
     size_t i;
-    if (c->state != ZK__C_HTTP) return ZK_ECLOSED;
+    if (c->state != ZK__C_HTTP && !(c->upgrading && c->state == ZK__C_HANDSHAKE)) return ZK_ECLOSED;
     c->http_pending = 0;
     for (i = 0; i < header_count; i++) cap += headers[i].name.len + headers[i].value.len + 4;
     p = zk__wq_raw(c, cap);
@@ -774,14 +777,17 @@ ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t l
         zk__conn_linger(c, zk__close_timeout(c));
         return len;
     }
+    c->upgrading = 1;
     status = s->opts.on_upgrade ? s->opts.on_upgrade(c, &req, &up) : 0;
-    if (c->state == ZK__C_GONE) return len;
+    c->upgrading = 0;
+    if (c->state != ZK__C_HANDSHAKE) return len; /* gone, or refused with zk_conn_respond */
     if (status) {
         const char *text = zk_http_status_text(status);
         c->state = ZK__C_HTTP;
         zk_conn_respond(c, status, NULL, 0, text, strlen(text));
         return len;
     }
+    c->accepted = 1;
     rc = zk_ws_upgrade_accept(out, sizeof out, &up, NULL, 0);
     if (rc < 0) {
         zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "could not write the upgrade answer");

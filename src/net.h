@@ -24,8 +24,9 @@ typedef struct zk_callbacks {
        not use it. (The library may still finish the TCP close, then frees
        it; zk_server_free and zk_loop_free free any still finishing.) A
        client whose connect failed gets on_close with 1006 and no on_open; a
-       server connection that never opened gets no on_close, except a plain
-       HTTP request still waiting for zk_conn_respond (see zk_http_fn). */
+       server connection that on_upgrade did not accept gets no on_close,
+       except a plain HTTP request still waiting for zk_conn_respond (see
+       zk_http_fn). */
     void (*on_close)(zk_conn *conn, int code, zk_str reason, int clean);
     /* The write queue fell below the high-water mark after a send reported
        backpressure (ZK_SEND_BACKPRESSURE). */
@@ -44,7 +45,8 @@ typedef void (*zk_http_fn)(zk_conn *conn, const zk_http_request *req);
 /* Server side: a valid upgrade request, before the answer. Return 0 to
    accept (zk_conn_set_data here is the usual place to attach your state),
    or an HTTP status (401, 403, ...) to refuse it: the peer gets that status
-   and no WebSocket frame. */
+   and no WebSocket frame, with the status text as body, or with your own
+   headers and body if you answer with zk_conn_respond before returning. */
 typedef int (*zk_upgrade_fn)(zk_conn *conn, const zk_http_request *req, const zk_ws_upgrade *up);
 
 typedef struct zk_server_opts {

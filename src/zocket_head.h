@@ -22,7 +22,14 @@
        - zk_ws, zk_http_*: the sans-I/O engine: HTTP/1.1 heads, both sides of
          the upgrade, frames parsed however the input is split, UTF-8
          validated as it arrives, pings answered, closes echoed
-     The Zocket router, RPC, rooms and reconnecting client come later.
+       - zk_doc / zk_value / zk_writer: payloads read zero-copy and written
+         without a chance of invalid output (JSON now, MessagePack later)
+       - zk_router / zk_app: the Zocket layer - dotted routes with input
+         schemas and middleware, calls (rpcId) answered with results or typed
+         errors, events, a connect hook and optional __auth, client ids,
+         rooms, sends to ids, rooms or everyone encoded once, counters;
+         zk_router_call runs a route with no network (for tests)
+     The reconnecting client, brokers and MessagePack come later.
 
    QUICK START (an echo server)
        #define ZOCKET_IMPLEMENTATION
@@ -40,6 +47,22 @@
            if (zk_server_listen(server) < 0) return 1;
            return zk_loop_run(loop);
        }
+     A Zocket server (routes answer {"type":"math.add","payload":{"a":1,"b":2},
+     "rpcId":"1"} with {"type":"__rpc_res","payload":3,"rpcId":"1"}):
+       static void add(zk_request *req) {
+           zk_value p = zk_request_payload(req);
+           zk_write_int(zk_request_writer(req), zk_value_int(zk_value_get(p, "a"), 0) +
+                                                zk_value_int(zk_value_get(p, "b"), 0));
+       }
+       ...
+           zk_router *router = zk_router_new();
+           zk_router_on(router, "math.add", add, NULL);
+           zk_app_opts ao = {0};
+           ao.router = router;
+           ao.server.port = 8080;
+           zk_app *app = zk_app_new(loop, &ao, NULL);
+           zk_server_listen(zk_app_server(app));
+     The chat example (examples/chat.c) shows rooms, schemas and events.
      The engine alone (no sockets): see zk_ws_feed and examples/demo.c.
 
    OPTIONS (define before including; "all files" means every file that
@@ -56,6 +79,13 @@
                                      included (16384); more is refused: 431
      ZK_WS_MAX_MESSAGE        all    default limit on a message, after
                                      reassembly (16 MiB); more closes 1009
+     ZK_DOC_MAX_DEPTH         all    nesting limit of a parsed payload (64)
+     ZK_DOC_MAX_NODES         all    values and keys per payload (65536)
+     ZK_ROUTE_MAX_NAME        all    bytes in a route or event name (128)
+     ZK_RPC_ID_MAX            all    bytes in an rpcId string (64)
+     ZK_REQUEST_MAX_VALUES    all    middleware values per request (8)
+     ZK_ROOM_MAX_NAME         all    bytes in a room name (128)
+     ZK_SCHEMA_MAX_ISSUES     all    issues listed per INVALID_INPUT (16)
      ZK_HAVE_EPOLL, ZK_HAVE_KQUEUE
                               impl   0 or 1: which pollers to build
                                      (detected from the platform)

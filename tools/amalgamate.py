@@ -25,6 +25,7 @@ PARTS = [
     "src/loop.h",
     "src/net.h",
     "src/value.h",
+    "src/app.h",
     # implementation (under ZOCKET_IMPLEMENTATION)
     "src/impl_begin.h",
     "src/common.c",
@@ -36,6 +37,7 @@ PARTS = [
     "src/loop.c",
     "src/net.c",
     "src/json.c",
+    "src/app.c",
     "src/impl_end.h",
 ]
 
