@@ -757,8 +757,10 @@ ZK_API int zk_conn_send(zk_conn *conn, const void *data, size_t len, int binary)
 
 /* A message encoded once, to send to many connections (a broadcast, a
    game state): the frame header is built and text is validated once. Server
-   connections copy the ready bytes; a client connection must mask, so it
-   encodes it again. Free it whenever you like: sends copy.
+   connections copy the ready bytes when they are few, and hold a reference
+   to them from 2 KiB on; a client connection must mask, so it encodes it
+   again. Free it whenever you like (the bytes live while a queue holds
+   them); the count is not atomic: use a frame on one loop's thread.
    Returns NULL when out of memory or when text is not UTF-8 (*err says,
    may be NULL).
        zk_frame *f = zk_frame_new(state, n, 0, NULL);
@@ -3418,15 +3420,29 @@ ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err);
 
 /* ---- the write queue ---- */
 
+/* A message encoded once for many connections; the write queues that hold
+   it share it (refs) rather than copy it, when it is large. */
+struct zk_frame {
+    size_t refs;         /* the owner's, plus one per queue holding it */
+    size_t size;         /* header + payload */
+    size_t header;
+    int binary;
+    /* the frame's bytes follow */
+};
+
+#define ZK__FRAME_BYTES(f) ((unsigned char *)((f) + 1))
+#define ZK__SHARE_MIN 2048 /* smaller frames are copied: cheaper than a chunk of their own */
+
 typedef struct zk__chunk {
     struct zk__chunk *next;
     size_t len, cap;
+    zk_frame *shared;     /* the bytes are this frame's, not the chunk's */
     unsigned char frames; /* holds whole WebSocket frames (not HTTP bytes) */
     unsigned char open;   /* more frames may be appended */
     unsigned char pong;   /* a queued pong (counted in zk_conn.pongs) */
 } zk__chunk;
 
-#define ZK__CHUNK_DATA(ch) ((unsigned char *)((ch) + 1))
+#define ZK__CHUNK_DATA(ch) ((ch)->shared ? ZK__FRAME_BYTES((ch)->shared) : (unsigned char *)((ch) + 1))
 
 /* ---- connections ---- */
 
@@ -3511,6 +3527,7 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
         if (!ch) return NULL;
     }
     ch->next = NULL;
+    ch->shared = NULL;
     ch->len = 0;
     ch->cap = cap;
     ch->frames = 1;
@@ -3520,7 +3537,8 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
 }
 
 ZK__PRIVATE void zk__chunk_free(zk_loop *loop, zk__chunk *ch) {
-    if (ch->cap == ZK__CHUNK && loop->chunk_cached < ZK__CHUNK_CACHE) {
+    if (ch->shared) zk_frame_free(ch->shared);
+    if (!ch->shared && ch->cap == ZK__CHUNK && loop->chunk_cached < ZK__CHUNK_CACHE) {
         ch->next = (zk__chunk *)loop->chunk_cache;
         loop->chunk_cache = ch;
         loop->chunk_cached++;
@@ -3963,15 +3981,6 @@ ZK_API int zk_conn_send(zk_conn *c, const void *data, size_t len, int binary) {
     return ZK_SEND_OK;
 }
 
-struct zk_frame {
-    size_t size;         /* header + payload */
-    size_t header;
-    int binary;
-    /* the frame's bytes follow */
-};
-
-#define ZK__FRAME_BYTES(f) ((unsigned char *)((f) + 1))
-
 ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err) {
     unsigned char header[14];
     size_t hlen;
@@ -3988,6 +3997,7 @@ ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err
         *err = ZK_ENOMEM;
         return NULL;
     }
+    f->refs = 1;
     f->size = hlen + len;
     f->header = hlen;
     f->binary = binary;
@@ -3997,7 +4007,9 @@ ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err
     return f;
 }
 
-ZK_API void zk_frame_free(zk_frame *f) { ZK_FREE(f); }
+ZK_API void zk_frame_free(zk_frame *f) {
+    if (f && --f->refs == 0) ZK_FREE(f);
+}
 
 ZK_API int zk_conn_send_frame(zk_conn *c, const zk_frame *f) {
     unsigned char *p;
@@ -4006,9 +4018,24 @@ ZK_API int zk_conn_send_frame(zk_conn *c, const zk_frame *f) {
     if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
     if (c->wq_bytes + f->size > c->write_limit) return ZK_EBACKPRESSURE;
     if (c->ws.send_op) return ZK_EINVAL; /* not between fragments of another message */
-    p = zk__wq_append(c, f->size);
-    if (!p) return ZK_ENOMEM;
-    memcpy(p, ZK__FRAME_BYTES(f), f->size);
+    if (f->size >= ZK__SHARE_MIN && c->loop->corked != c) {
+        zk__chunk *ch = (zk__chunk *)ZK_MALLOC(sizeof *ch);
+        if (!ch) return ZK_ENOMEM;
+        memset(ch, 0, sizeof *ch);
+        ch->shared = (zk_frame *)(uintptr_t)f; /* the count changes, the bytes never do */
+        ch->shared->refs++;
+        ch->len = f->size;
+        ch->frames = 1;
+        if (c->wq_tail) c->wq_tail->next = ch;
+        else c->wq = ch;
+        c->wq_tail = ch;
+        c->wq_bytes += f->size;
+        zk__conn_schedule_flush(c);
+    } else {
+        p = zk__wq_append(c, f->size);
+        if (!p) return ZK_ENOMEM;
+        memcpy(p, ZK__FRAME_BYTES(f), f->size);
+    }
     if (c->wq_bytes >= c->high_water) {
         c->want_drain = 1;
         return ZK_SEND_BACKPRESSURE;
@@ -6452,7 +6479,7 @@ struct zk_app {
     zk_writer message;
     char message_type[ZK_ROUTE_MAX_NAME + 1];
     int message_started;
-    unsigned char *frame;        /* a zk_frame, reused */
+    zk_frame *frame;             /* the last message, reused when no queue holds it */
     size_t frame_cap;
     uint64_t mark;
     zk_app_stats stats;
@@ -6962,6 +6989,7 @@ ZK__PRIVATE int zk__app_upgrade(zk_conn *c, const zk_http_request *req, const zk
         return 503;
     }
     if (app->opts.on_connect) status = app->opts.on_connect(c, req, &context);
+    if (!status && c->state != ZK__C_HANDSHAKE) status = 400; /* it answered (or dropped) the request itself */
     if (status) {
         app->stats.refused++;
         zk__member_free(m);
@@ -7166,7 +7194,7 @@ ZK_API void zk_app_free(zk_app *app) {
     zk_writer_free(&app->envelope);
     zk_writer_free(&app->payload);
     zk_writer_free(&app->message);
-    ZK_FREE(app->frame);
+    zk_frame_free(app->frame);
     ZK_FREE(app->path);
     ZK_FREE(app);
 }
@@ -7375,13 +7403,19 @@ ZK__PRIVATE int zk__app_frame(zk_app *app) {
     if (!msg.ptr) return w->err == ZK_ENOMEM ? ZK_ENOMEM : ZK_EINVAL;
     hlen = zk_ws_frame_header(header, ZK_WS_TEXT, 1, msg.len, NULL);
     need = sizeof(zk_frame) + hlen + msg.len;
+    if (app->frame && app->frame->refs > 1) { /* queues still send it: theirs now */
+        zk_frame_free(app->frame);
+        app->frame = NULL;
+        app->frame_cap = 0;
+    }
     if (need > app->frame_cap) {
-        unsigned char *b = (unsigned char *)ZK_REALLOC(app->frame, need);
-        if (!b) return ZK_ENOMEM;
-        app->frame = b;
+        f = (zk_frame *)ZK_REALLOC(app->frame, need);
+        if (!f) return ZK_ENOMEM;
+        app->frame = f;
         app->frame_cap = need;
     }
-    f = (zk_frame *)(void *)app->frame;
+    f = app->frame;
+    f->refs = 1;
     f->size = hlen + msg.len;
     f->header = hlen;
     f->binary = 0;
@@ -7424,7 +7458,7 @@ ZK_API int zk_app_send(zk_app *app, const zk_target *to) {
     if (!app || !to) return ZK_EINVAL;
     rc = zk__app_frame(app);
     if (rc < 0) return rc;
-    f = (const zk_frame *)(const void *)app->frame;
+    f = app->frame;
     app->mark++;
     if (to->all) {
         for (i = 0; i < app->count; i++) n += zk__deliver_to(app, app->members[i], to, f);

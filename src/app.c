@@ -555,7 +555,7 @@ struct zk_app {
     zk_writer message;
     char message_type[ZK_ROUTE_MAX_NAME + 1];
     int message_started;
-    unsigned char *frame;        /* a zk_frame, reused */
+    zk_frame *frame;             /* the last message, reused when no queue holds it */
     size_t frame_cap;
     uint64_t mark;
     zk_app_stats stats;
@@ -1065,6 +1065,7 @@ ZK__PRIVATE int zk__app_upgrade(zk_conn *c, const zk_http_request *req, const zk
         return 503;
     }
     if (app->opts.on_connect) status = app->opts.on_connect(c, req, &context);
+    if (!status && c->state != ZK__C_HANDSHAKE) status = 400; /* it answered (or dropped) the request itself */
     if (status) {
         app->stats.refused++;
         zk__member_free(m);
@@ -1269,7 +1270,7 @@ ZK_API void zk_app_free(zk_app *app) {
     zk_writer_free(&app->envelope);
     zk_writer_free(&app->payload);
     zk_writer_free(&app->message);
-    ZK_FREE(app->frame);
+    zk_frame_free(app->frame);
     ZK_FREE(app->path);
     ZK_FREE(app);
 }
@@ -1478,13 +1479,19 @@ ZK__PRIVATE int zk__app_frame(zk_app *app) {
     if (!msg.ptr) return w->err == ZK_ENOMEM ? ZK_ENOMEM : ZK_EINVAL;
     hlen = zk_ws_frame_header(header, ZK_WS_TEXT, 1, msg.len, NULL);
     need = sizeof(zk_frame) + hlen + msg.len;
+    if (app->frame && app->frame->refs > 1) { /* queues still send it: theirs now */
+        zk_frame_free(app->frame);
+        app->frame = NULL;
+        app->frame_cap = 0;
+    }
     if (need > app->frame_cap) {
-        unsigned char *b = (unsigned char *)ZK_REALLOC(app->frame, need);
-        if (!b) return ZK_ENOMEM;
-        app->frame = b;
+        f = (zk_frame *)ZK_REALLOC(app->frame, need);
+        if (!f) return ZK_ENOMEM;
+        app->frame = f;
         app->frame_cap = need;
     }
-    f = (zk_frame *)(void *)app->frame;
+    f = app->frame;
+    f->refs = 1;
     f->size = hlen + msg.len;
     f->header = hlen;
     f->binary = 0;
@@ -1527,7 +1534,7 @@ ZK_API int zk_app_send(zk_app *app, const zk_target *to) {
     if (!app || !to) return ZK_EINVAL;
     rc = zk__app_frame(app);
     if (rc < 0) return rc;
-    f = (const zk_frame *)(const void *)app->frame;
+    f = app->frame;
     app->mark++;
     if (to->all) {
         for (i = 0; i < app->count; i++) n += zk__deliver_to(app, app->members[i], to, f);

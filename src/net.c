@@ -56,15 +56,29 @@ ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err);
 
 /* ---- the write queue ---- */
 
+/* A message encoded once for many connections; the write queues that hold
+   it share it (refs) rather than copy it, when it is large. */
+struct zk_frame {
+    size_t refs;         /* the owner's, plus one per queue holding it */
+    size_t size;         /* header + payload */
+    size_t header;
+    int binary;
+    /* the frame's bytes follow */
+};
+
+#define ZK__FRAME_BYTES(f) ((unsigned char *)((f) + 1))
+#define ZK__SHARE_MIN 2048 /* smaller frames are copied: cheaper than a chunk of their own */
+
 typedef struct zk__chunk {
     struct zk__chunk *next;
     size_t len, cap;
+    zk_frame *shared;     /* the bytes are this frame's, not the chunk's */
     unsigned char frames; /* holds whole WebSocket frames (not HTTP bytes) */
     unsigned char open;   /* more frames may be appended */
     unsigned char pong;   /* a queued pong (counted in zk_conn.pongs) */
 } zk__chunk;
 
-#define ZK__CHUNK_DATA(ch) ((unsigned char *)((ch) + 1))
+#define ZK__CHUNK_DATA(ch) ((ch)->shared ? ZK__FRAME_BYTES((ch)->shared) : (unsigned char *)((ch) + 1))
 
 /* ---- connections ---- */
 
@@ -149,6 +163,7 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
         if (!ch) return NULL;
     }
     ch->next = NULL;
+    ch->shared = NULL;
     ch->len = 0;
     ch->cap = cap;
     ch->frames = 1;
@@ -158,7 +173,8 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
 }
 
 ZK__PRIVATE void zk__chunk_free(zk_loop *loop, zk__chunk *ch) {
-    if (ch->cap == ZK__CHUNK && loop->chunk_cached < ZK__CHUNK_CACHE) {
+    if (ch->shared) zk_frame_free(ch->shared);
+    if (!ch->shared && ch->cap == ZK__CHUNK && loop->chunk_cached < ZK__CHUNK_CACHE) {
         ch->next = (zk__chunk *)loop->chunk_cache;
         loop->chunk_cache = ch;
         loop->chunk_cached++;
@@ -601,15 +617,6 @@ ZK_API int zk_conn_send(zk_conn *c, const void *data, size_t len, int binary) {
     return ZK_SEND_OK;
 }
 
-struct zk_frame {
-    size_t size;         /* header + payload */
-    size_t header;
-    int binary;
-    /* the frame's bytes follow */
-};
-
-#define ZK__FRAME_BYTES(f) ((unsigned char *)((f) + 1))
-
 ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err) {
     unsigned char header[14];
     size_t hlen;
@@ -626,6 +633,7 @@ ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err
         *err = ZK_ENOMEM;
         return NULL;
     }
+    f->refs = 1;
     f->size = hlen + len;
     f->header = hlen;
     f->binary = binary;
@@ -635,7 +643,9 @@ ZK_API zk_frame *zk_frame_new(const void *data, size_t len, int binary, int *err
     return f;
 }
 
-ZK_API void zk_frame_free(zk_frame *f) { ZK_FREE(f); }
+ZK_API void zk_frame_free(zk_frame *f) {
+    if (f && --f->refs == 0) ZK_FREE(f);
+}
 
 ZK_API int zk_conn_send_frame(zk_conn *c, const zk_frame *f) {
     unsigned char *p;
@@ -644,9 +654,24 @@ ZK_API int zk_conn_send_frame(zk_conn *c, const zk_frame *f) {
     if (c->state != ZK__C_OPEN) return ZK_ECLOSED;
     if (c->wq_bytes + f->size > c->write_limit) return ZK_EBACKPRESSURE;
     if (c->ws.send_op) return ZK_EINVAL; /* not between fragments of another message */
-    p = zk__wq_append(c, f->size);
-    if (!p) return ZK_ENOMEM;
-    memcpy(p, ZK__FRAME_BYTES(f), f->size);
+    if (f->size >= ZK__SHARE_MIN && c->loop->corked != c) {
+        zk__chunk *ch = (zk__chunk *)ZK_MALLOC(sizeof *ch);
+        if (!ch) return ZK_ENOMEM;
+        memset(ch, 0, sizeof *ch);
+        ch->shared = (zk_frame *)(uintptr_t)f; /* the count changes, the bytes never do */
+        ch->shared->refs++;
+        ch->len = f->size;
+        ch->frames = 1;
+        if (c->wq_tail) c->wq_tail->next = ch;
+        else c->wq = ch;
+        c->wq_tail = ch;
+        c->wq_bytes += f->size;
+        zk__conn_schedule_flush(c);
+    } else {
+        p = zk__wq_append(c, f->size);
+        if (!p) return ZK_ENOMEM;
+        memcpy(p, ZK__FRAME_BYTES(f), f->size);
+    }
     if (c->wq_bytes >= c->high_water) {
         c->want_drain = 1;
         return ZK_SEND_BACKPRESSURE;

@@ -162,8 +162,10 @@ ZK_API int zk_conn_send(zk_conn *conn, const void *data, size_t len, int binary)
 
 /* A message encoded once, to send to many connections (a broadcast, a
    game state): the frame header is built and text is validated once. Server
-   connections copy the ready bytes; a client connection must mask, so it
-   encodes it again. Free it whenever you like: sends copy.
+   connections copy the ready bytes when they are few, and hold a reference
+   to them from 2 KiB on; a client connection must mask, so it encodes it
+   again. Free it whenever you like (the bytes live while a queue holds
+   them); the count is not atomic: use a frame on one loop's thread.
    Returns NULL when out of memory or when text is not UTF-8 (*err says,
    may be NULL).
        zk_frame *f = zk_frame_new(state, n, 0, NULL);

@@ -1156,6 +1156,60 @@ TEST(one_frame_sent_to_many_connections) {
     CHECK_ALL_FREED();
 }
 
+/* Large frames are shared by the queues that send them, not copied: they
+   stay intact when freed before the flush, when written in pieces, when
+   mixed with copied messages, and when a pong has to cut in at a frame
+   boundary inside the queue. */
+TEST(shared_frames_survive_partial_writes_and_pongs) {
+    static unsigned char a[5000], b[3000], want[5000 + 1 + 3000 + 5000];
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    zk_loopback_opts slow;
+    side *c;
+    zk_frame *fa, *fb;
+    zk_conn *s;
+    size_t n = 0;
+    int i;
+    memset(&slow, 0, sizeof slow);
+    slow.capacity = 1500; /* the server writes a few hundred bytes at a time */
+    slow.chunk = 700;
+    server_new(w, &so);
+    c = connect_lb_url(w, "ws://loopback/", &slow);
+    pump(w->loop);
+    CHECK_EQ_INT(w->nsrv, 1);
+    if (w->nsrv != 1) return;
+    s = w->srv[0].conn;
+    fill_binary(a, sizeof a, 1);
+    fill_binary(b, sizeof b, 2);
+    fa = zk_frame_new(a, sizeof a, 1, NULL);
+    fb = zk_frame_new(b, sizeof b, 1, NULL);
+    CHECK(fa && fb);
+    if (!fa || !fb) return;
+    CHECK_EQ_INT(zk_conn_send_frame(s, fa), ZK_SEND_OK);
+    CHECK_EQ_INT(zk_conn_send(s, "x", 1, 1), ZK_SEND_OK);
+    CHECK_EQ_INT(zk_conn_send_frame(s, fb), ZK_SEND_OK);
+    CHECK_EQ_INT(zk_conn_send_frame(s, fa), ZK_SEND_OK);
+    CHECK_EQ_INT(zk_conn_buffered(s), 4 + sizeof a + 2 + 1 + 4 + sizeof b + 4 + sizeof a);
+    zk_frame_free(fa); /* the queues hold them now */
+    zk_frame_free(fb);
+    for (i = 0; i < 3; i++) zk_loop_step(w->loop, 0); /* part of it goes out */
+    CHECK(zk_conn_buffered(s) > 0);
+    CHECK_EQ_INT(zk_conn_ping(c->conn, "cut in", 6), 0);
+    pump(w->loop);
+    memcpy(want + n, a, sizeof a), n += sizeof a;
+    want[n++] = 'x';
+    memcpy(want + n, b, sizeof b), n += sizeof b;
+    memcpy(want + n, a, sizeof a), n += sizeof a;
+    CHECK_EQ_INT(c->messages, 4);
+    CHECK_EQ_INT(c->pongs, 1);
+    CHECK(strcmp(c->pong, "cut in") == 0);
+    CHECK_EQ_INT(c->all.len, n);
+    CHECK(c->all.len == n && memcmp(c->all.p, want, n) == 0);
+    CHECK_EQ_INT(zk_conn_buffered(s), 0);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(ping_gets_a_pong_with_the_same_payload) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
@@ -2524,6 +2578,7 @@ int main(void) {
     RUN(plain_http_request_never_answered_is_closed_at_the_deadline);
     RUN(send_refuses_bad_text_and_closed_connections);
     RUN(one_frame_sent_to_many_connections);
+    RUN(shared_frames_survive_partial_writes_and_pongs);
     RUN(ping_gets_a_pong_with_the_same_payload);
     RUN(backpressure_is_reported_then_refused_then_drained);
     RUN(on_drain_does_not_fire_without_backpressure);
