@@ -1168,7 +1168,8 @@ ZK_API int zk_router_call(zk_router *router, const char *type, const char *paylo
    req; zk_query_get reads parameters; zk_conn_peer the address). Return 0
    to accept, setting *context (zk_request_context); or an HTTP status to
    refuse the upgrade before any WebSocket frame: the body is the status
-   text, or yours if you call zk_conn_respond(conn, status, ...) first. */
+   text, or yours if you call zk_conn_respond(conn, status, ...) first (a
+   hook that answers with zk_conn_respond and returns 0 refuses too). */
 typedef int (*zk_connect_fn)(zk_conn *conn, const zk_http_request *req, void **context);
 
 /* A connection that was accepted is gone; it is still in its rooms (to tell
@@ -1179,8 +1180,8 @@ typedef struct zk_app_opts {
     zk_router *router;            /* required; borrowed: keep it while the app runs */
     zk_server_opts server;        /* address, limits, timeouts. Its cb, on_upgrade
                                      and data belong to the app: leave them 0 */
-    const char *path;             /* the WebSocket endpoint, e.g. "/ws"; NULL: any
-                                     path. Upgrades elsewhere get 404 */
+    const char *path;             /* the WebSocket endpoint, starting with '/', e.g.
+                                     "/ws"; NULL: any path. Upgrades elsewhere get 404 */
     zk_connect_fn on_connect;     /* NULL: accept all, context NULL */
     zk_disconnect_fn on_disconnect;
     zk_http_fn on_http;           /* plain HTTP requests (a page); NULL: 426 */
@@ -1225,8 +1226,8 @@ ZK_API zk_conn *zk_app_find(const zk_app *app, const char *id);
    Named sets of connections of one app. A room exists while it has members;
    a connection leaves all its rooms when it closes. */
 
-/* 0 joined, 1 already a member; ZK_EINVAL (empty name or longer than
-   ZK_ROOM_MAX_NAME, not an open app connection), ZK_ENOSPACE (the
+/* 0 joined, 1 already a member; ZK_EINVAL (a name empty, longer than
+   ZK_ROOM_MAX_NAME or not UTF-8; not an open app connection), ZK_ENOSPACE (the
    connection is in max_rooms_per_conn rooms), ZK_ENOMEM. */
 ZK_API int zk_room_join(zk_conn *conn, const char *room);
 /* 0 left, ZK_ENOTFOUND when not a member. */
@@ -1251,7 +1252,8 @@ ZK_API size_t zk_app_rooms(const zk_app *app, const char **out, size_t cap);
        zk_target to = {0}; to.rooms = &room; to.room_count = 1;
        zk_app_send(app, &to); */
 
-/* What to do with a recipient whose queue is past its high-water mark. */
+/* What to do with a recipient whose queue is at or past its high-water
+   mark (sends to it report backpressure). */
 enum {
     ZK_DELIVER_QUEUE = 0,   /* queue it anyway, up to the write limit (then drop) */
     ZK_DELIVER_VOLATILE,    /* drop it (positions, typing indicators) */
@@ -1272,8 +1274,10 @@ typedef struct zk_target {
    value, or nothing for no payload). Starting another message discards an
    unsent one. */
 ZK_API zk_writer *zk_app_message(zk_app *app, const char *type);
-/* Delivers the message started last. Returns how many connections it was
-   queued to, or ZK_EINVAL (no message, a bad type or payload), ZK_ENOMEM. */
+/* Delivers the message started last. Connections not yet authenticated
+   (require_auth) are skipped, even when named. Returns how many connections
+   it was queued to, or ZK_EINVAL (no message, a bad type or payload),
+   ZK_ENOMEM. */
 ZK_API int zk_app_send(zk_app *app, const zk_target *to);
 
 /* Counters since the app started. */
@@ -1282,7 +1286,8 @@ typedef struct zk_app_stats {
     uint64_t accepted;          /* connections accepted in all */
     uint64_t refused;           /* upgrades refused (path, connect hook) */
     uint64_t messages_in, bytes_in;
-    uint64_t messages_out, bytes_out; /* one per connection a message was queued to */
+    uint64_t messages_out, bytes_out; /* one per connection a message was queued
+                                         to; bytes of messages, not of frames */
     uint64_t dropped;           /* deliveries not queued (volatile, write limit, slow close) */
     uint64_t slow_closed;       /* connections closed as slow consumers */
     uint64_t errors;            /* error answers sent (__rpc_err, __error) */
@@ -3834,7 +3839,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
     struct iovec iov[64];
     long n;
     int k;
-    if (c->state == ZK__C_GONE || !c->stream) return;
+    if (c->state == ZK__C_GONE || c->state == ZK__C_CONNECTING || !c->stream) return;
     while (c->wq) {
         zk__chunk *ch = c->wq;
         for (k = 0; ch && k < 64; ch = ch->next, k++) {
@@ -4974,21 +4979,27 @@ ZK__PRIVATE zk__client *zk__client_new(zk_loop *loop, const zk_client_opts *o, c
 }
 
 /* TCP is up (err 0) or failed: send the upgrade request. */
-ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
+/* The upgrade request goes into the queue when the connection is made, so
+   that nothing can fail once the transport is up; it is written when the
+   connect completes. */
+ZK__PRIVATE int zk__client_request(zk_conn *c) {
     char req[4096];
     unsigned char *p;
-    int n;
+    int n = zk_ws_client_request(req, sizeof req, &c->client->hs);
+    if (n < 0) return n == ZK_EINVAL ? ZK_EINVAL : ZK_ETOOBIG;
+    p = zk__wq_raw(c, (size_t)n);
+    if (!p) return ZK_ENOMEM;
+    memcpy(p, req, (size_t)n);
+    return 0;
+}
+
+ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
     c->busy++;
     if (err) {
         zk__conn_gone(c, ZK_CLOSE_ABNORMAL, err == ECONNREFUSED ? "connection refused" : "connect failed");
     } else {
-        n = zk_ws_client_request(req, sizeof req, &c->client->hs);
-        if (n < 0 || !(p = zk__wq_raw(c, (size_t)n))) {
-            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, n == ZK_EINVAL ? "invalid request header" : "upgrade request too large");
-        } else {
-            memcpy(p, req, (size_t)n);
-            c->state = ZK__C_HANDSHAKE;
-        }
+        c->state = ZK__C_HANDSHAKE;
+        zk__conn_schedule_flush(c);
     }
     c->busy--;
     zk__conn_release(c);
@@ -5013,22 +5024,17 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
         *err = ZK_ENOMEM;
         return NULL;
     }
-    {
-        /* a request that cannot be written is refused here, not after the
-           connection was handed out */
-        char req[4096];
-        rc = zk_ws_client_request(req, sizeof req, &cl->hs);
-        if (rc < 0) {
-            ZK_FREE(cl->strings);
-            ZK_FREE(cl);
-            ZK_FREE(c);
-            *err = rc == ZK_ENOSPACE ? ZK_ETOOBIG : rc;
-            return NULL;
-        }
-    }
     c->client = cl;
     c->data = o->data;
     c->state = ZK__C_CONNECTING;
+    /* a request that cannot be written is refused here, not after the
+       connection was handed out */
+    rc = zk__client_request(c);
+    if (rc < 0) {
+        zk__conn_free(c);
+        *err = rc;
+        return NULL;
+    }
     c->next = (zk_conn *)loop->clients;
     if (c->next) c->next->prev = c;
     loop->clients = c;
@@ -6279,7 +6285,8 @@ ZK__PRIVATE int zk__is_integral(zk_value v) {
     if (t == ZK_TYPE_INT) return 1;
     if (t != ZK_TYPE_DOUBLE) return 0;
     d = zk_value_double(v, 0.5);
-    return d == (double)(int64_t)d && d > -9.3e18 && d < 9.3e18;
+    /* the range first: converting a double outside int64 is undefined */
+    return d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(int64_t)d;
 }
 
 /* unit: "bytes long" (strings), "items", "members", or NULL (numbers) */
@@ -6749,7 +6756,7 @@ ZK_API int zk_router_call(zk_router *router, const char *type, const char *paylo
     r.route = (const zk__route *)zk__map_get(&router->map, type, strlen(type));
     if (!r.route) {
         zk_str none = {NULL, 0};
-        zk__fail(&r, ZK_CODE_NOT_FOUND, "no such route", none);
+        zk__fail(&r, ZK_CODE_NOT_FOUND, "unknown message type", none);
         goto out;
     }
     zk__run(&r);
@@ -7102,8 +7109,8 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     }
     r.type = zk_value_str(v);
     r.payload = zk_value_get(root, "payload");
-    r.is_auth = r.type.len == 6 && memcmp(r.type.ptr, "__auth", 6) == 0;
-    if (!m->authed && !r.is_auth) {
+    r.is_auth = app->opts.require_auth && r.type.len == 6 && memcmp(r.type.ptr, "__auth", 6) == 0;
+    if (!m->authed && !r.is_auth) { /* (authed is 1 without require_auth) */
         zk__app_reject(&r, ZK_CODE_UNAUTHORIZED, "authenticate first (__auth)");
         return;
     }
@@ -7436,7 +7443,7 @@ ZK__PRIVATE int zk__deliver_to(zk_app *app, zk__member *m, const zk_target *to, 
     if (m->mark == app->mark || c == to->except) return 0;
     m->mark = app->mark;
     if (c->state != ZK__C_OPEN || !m->authed) return 0;
-    if (to->delivery != ZK_DELIVER_QUEUE && c->wq_bytes + f->size > c->high_water) {
+    if (to->delivery != ZK_DELIVER_QUEUE && c->wq_bytes >= c->high_water) { /* backpressure now */
         app->stats.dropped++;
         if (to->delivery == ZK_DELIVER_CLOSE_SLOW) zk__app_close_slow(m);
         return 0;

@@ -355,7 +355,8 @@ ZK__PRIVATE int zk__is_integral(zk_value v) {
     if (t == ZK_TYPE_INT) return 1;
     if (t != ZK_TYPE_DOUBLE) return 0;
     d = zk_value_double(v, 0.5);
-    return d == (double)(int64_t)d && d > -9.3e18 && d < 9.3e18;
+    /* the range first: converting a double outside int64 is undefined */
+    return d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(int64_t)d;
 }
 
 /* unit: "bytes long" (strings), "items", "members", or NULL (numbers) */
@@ -825,7 +826,7 @@ ZK_API int zk_router_call(zk_router *router, const char *type, const char *paylo
     r.route = (const zk__route *)zk__map_get(&router->map, type, strlen(type));
     if (!r.route) {
         zk_str none = {NULL, 0};
-        zk__fail(&r, ZK_CODE_NOT_FOUND, "no such route", none);
+        zk__fail(&r, ZK_CODE_NOT_FOUND, "unknown message type", none);
         goto out;
     }
     zk__run(&r);
@@ -1178,8 +1179,8 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     }
     r.type = zk_value_str(v);
     r.payload = zk_value_get(root, "payload");
-    r.is_auth = r.type.len == 6 && memcmp(r.type.ptr, "__auth", 6) == 0;
-    if (!m->authed && !r.is_auth) {
+    r.is_auth = app->opts.require_auth && r.type.len == 6 && memcmp(r.type.ptr, "__auth", 6) == 0;
+    if (!m->authed && !r.is_auth) { /* (authed is 1 without require_auth) */
         zk__app_reject(&r, ZK_CODE_UNAUTHORIZED, "authenticate first (__auth)");
         return;
     }
@@ -1512,7 +1513,7 @@ ZK__PRIVATE int zk__deliver_to(zk_app *app, zk__member *m, const zk_target *to, 
     if (m->mark == app->mark || c == to->except) return 0;
     m->mark = app->mark;
     if (c->state != ZK__C_OPEN || !m->authed) return 0;
-    if (to->delivery != ZK_DELIVER_QUEUE && c->wq_bytes + f->size > c->high_water) {
+    if (to->delivery != ZK_DELIVER_QUEUE && c->wq_bytes >= c->high_water) { /* backpressure now */
         app->stats.dropped++;
         if (to->delivery == ZK_DELIVER_CLOSE_SLOW) zk__app_close_slow(m);
         return 0;

@@ -216,7 +216,8 @@ ZK_API int zk_router_call(zk_router *router, const char *type, const char *paylo
    req; zk_query_get reads parameters; zk_conn_peer the address). Return 0
    to accept, setting *context (zk_request_context); or an HTTP status to
    refuse the upgrade before any WebSocket frame: the body is the status
-   text, or yours if you call zk_conn_respond(conn, status, ...) first. */
+   text, or yours if you call zk_conn_respond(conn, status, ...) first (a
+   hook that answers with zk_conn_respond and returns 0 refuses too). */
 typedef int (*zk_connect_fn)(zk_conn *conn, const zk_http_request *req, void **context);
 
 /* A connection that was accepted is gone; it is still in its rooms (to tell
@@ -227,8 +228,8 @@ typedef struct zk_app_opts {
     zk_router *router;            /* required; borrowed: keep it while the app runs */
     zk_server_opts server;        /* address, limits, timeouts. Its cb, on_upgrade
                                      and data belong to the app: leave them 0 */
-    const char *path;             /* the WebSocket endpoint, e.g. "/ws"; NULL: any
-                                     path. Upgrades elsewhere get 404 */
+    const char *path;             /* the WebSocket endpoint, starting with '/', e.g.
+                                     "/ws"; NULL: any path. Upgrades elsewhere get 404 */
     zk_connect_fn on_connect;     /* NULL: accept all, context NULL */
     zk_disconnect_fn on_disconnect;
     zk_http_fn on_http;           /* plain HTTP requests (a page); NULL: 426 */
@@ -273,8 +274,8 @@ ZK_API zk_conn *zk_app_find(const zk_app *app, const char *id);
    Named sets of connections of one app. A room exists while it has members;
    a connection leaves all its rooms when it closes. */
 
-/* 0 joined, 1 already a member; ZK_EINVAL (empty name or longer than
-   ZK_ROOM_MAX_NAME, not an open app connection), ZK_ENOSPACE (the
+/* 0 joined, 1 already a member; ZK_EINVAL (a name empty, longer than
+   ZK_ROOM_MAX_NAME or not UTF-8; not an open app connection), ZK_ENOSPACE (the
    connection is in max_rooms_per_conn rooms), ZK_ENOMEM. */
 ZK_API int zk_room_join(zk_conn *conn, const char *room);
 /* 0 left, ZK_ENOTFOUND when not a member. */
@@ -299,7 +300,8 @@ ZK_API size_t zk_app_rooms(const zk_app *app, const char **out, size_t cap);
        zk_target to = {0}; to.rooms = &room; to.room_count = 1;
        zk_app_send(app, &to); */
 
-/* What to do with a recipient whose queue is past its high-water mark. */
+/* What to do with a recipient whose queue is at or past its high-water
+   mark (sends to it report backpressure). */
 enum {
     ZK_DELIVER_QUEUE = 0,   /* queue it anyway, up to the write limit (then drop) */
     ZK_DELIVER_VOLATILE,    /* drop it (positions, typing indicators) */
@@ -320,8 +322,10 @@ typedef struct zk_target {
    value, or nothing for no payload). Starting another message discards an
    unsent one. */
 ZK_API zk_writer *zk_app_message(zk_app *app, const char *type);
-/* Delivers the message started last. Returns how many connections it was
-   queued to, or ZK_EINVAL (no message, a bad type or payload), ZK_ENOMEM. */
+/* Delivers the message started last. Connections not yet authenticated
+   (require_auth) are skipped, even when named. Returns how many connections
+   it was queued to, or ZK_EINVAL (no message, a bad type or payload),
+   ZK_ENOMEM. */
 ZK_API int zk_app_send(zk_app *app, const zk_target *to);
 
 /* Counters since the app started. */
@@ -330,7 +334,8 @@ typedef struct zk_app_stats {
     uint64_t accepted;          /* connections accepted in all */
     uint64_t refused;           /* upgrades refused (path, connect hook) */
     uint64_t messages_in, bytes_in;
-    uint64_t messages_out, bytes_out; /* one per connection a message was queued to */
+    uint64_t messages_out, bytes_out; /* one per connection a message was queued
+                                         to; bytes of messages, not of frames */
     uint64_t dropped;           /* deliveries not queued (volatile, write limit, slow close) */
     uint64_t slow_closed;       /* connections closed as slow consumers */
     uint64_t errors;            /* error answers sent (__rpc_err, __error) */

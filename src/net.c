@@ -470,7 +470,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
     struct iovec iov[64];
     long n;
     int k;
-    if (c->state == ZK__C_GONE || !c->stream) return;
+    if (c->state == ZK__C_GONE || c->state == ZK__C_CONNECTING || !c->stream) return;
     while (c->wq) {
         zk__chunk *ch = c->wq;
         for (k = 0; ch && k < 64; ch = ch->next, k++) {
@@ -1610,21 +1610,27 @@ ZK__PRIVATE zk__client *zk__client_new(zk_loop *loop, const zk_client_opts *o, c
 }
 
 /* TCP is up (err 0) or failed: send the upgrade request. */
-ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
+/* The upgrade request goes into the queue when the connection is made, so
+   that nothing can fail once the transport is up; it is written when the
+   connect completes. */
+ZK__PRIVATE int zk__client_request(zk_conn *c) {
     char req[4096];
     unsigned char *p;
-    int n;
+    int n = zk_ws_client_request(req, sizeof req, &c->client->hs);
+    if (n < 0) return n == ZK_EINVAL ? ZK_EINVAL : ZK_ETOOBIG;
+    p = zk__wq_raw(c, (size_t)n);
+    if (!p) return ZK_ENOMEM;
+    memcpy(p, req, (size_t)n);
+    return 0;
+}
+
+ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
     c->busy++;
     if (err) {
         zk__conn_gone(c, ZK_CLOSE_ABNORMAL, err == ECONNREFUSED ? "connection refused" : "connect failed");
     } else {
-        n = zk_ws_client_request(req, sizeof req, &c->client->hs);
-        if (n < 0 || !(p = zk__wq_raw(c, (size_t)n))) {
-            zk__conn_gone(c, ZK_CLOSE_ABNORMAL, n == ZK_EINVAL ? "invalid request header" : "upgrade request too large");
-        } else {
-            memcpy(p, req, (size_t)n);
-            c->state = ZK__C_HANDSHAKE;
-        }
+        c->state = ZK__C_HANDSHAKE;
+        zk__conn_schedule_flush(c);
     }
     c->busy--;
     zk__conn_release(c);
@@ -1649,22 +1655,17 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
         *err = ZK_ENOMEM;
         return NULL;
     }
-    {
-        /* a request that cannot be written is refused here, not after the
-           connection was handed out */
-        char req[4096];
-        rc = zk_ws_client_request(req, sizeof req, &cl->hs);
-        if (rc < 0) {
-            ZK_FREE(cl->strings);
-            ZK_FREE(cl);
-            ZK_FREE(c);
-            *err = rc == ZK_ENOSPACE ? ZK_ETOOBIG : rc;
-            return NULL;
-        }
-    }
     c->client = cl;
     c->data = o->data;
     c->state = ZK__C_CONNECTING;
+    /* a request that cannot be written is refused here, not after the
+       connection was handed out */
+    rc = zk__client_request(c);
+    if (rc < 0) {
+        zk__conn_free(c);
+        *err = rc;
+        return NULL;
+    }
     c->next = (zk_conn *)loop->clients;
     if (c->next) c->next->prev = c;
     loop->clients = c;

@@ -13,6 +13,12 @@ json/      one limits byte (see tests/fuzz/fuzz_json.c), a JSON text and,
            after a 0xFF, writer commands: documents of every type and
            nesting, numbers at the edges, escapes and surrogates, malformed
            texts, texts over small limits
+app/       one message (see tests/fuzz/fuzz_app.c), used whole as a Zocket
+           envelope and split at its first space as "type payload" for the
+           caller: calls and events to each route of the harness, schema
+           passes and failures, middleware refusals, kept requests answered
+           ok, with an error or after the timeout (the last byte), malformed
+           envelopes, bad rpcIds, invalid UTF-8, deep nesting
 
 Deterministic: the same files, byte for byte, on every run. It only writes
 files; it does not delete any.
@@ -305,6 +311,60 @@ def json_corpus():
     return j
 
 
+def app_corpus():
+    # The last byte of a seed picks what happens to kept requests: bit 0
+    # answers ok (1) or with an error (0), bit 1 lets the timeout pass
+    # first. JSON white space gives '\t' ok, ' ' error, '\n' late.
+    a = {}
+    a["call_echo"] = b'{"type":"echo","payload":{"a":[1,2.5,"x",null,true]},"rpcId":"c1"}'
+    a["call_int_id"] = b'{"type":"echo","payload":1,"rpcId":7}'
+    a["call_negative_id"] = b'{"rpcId":-9223372036854775808,"type":"echo"}'
+    a["call_escaped_id"] = b'{"type":"e\\u0063ho","payload":"\\u0000","rpcId":"\\ud83d\\ude00\\""}'
+    a["event_echo"] = b'{"type":"echo","payload":"hi"}'
+    a["users_get_ok"] = b'{"type":"users.get","payload":{"user":{"name":"ann","age":41,"email":null},' \
+        b'"tags":["a","b"],"score":0.5,"any":[{}]},"rpcId":"u1"}'
+    a["users_get_bad"] = b'{"type":"users.get","payload":{"user":{"name":"","age":1.5,"email":3},' \
+        b'"tags":["toolongtag",1,2,3,4],"score":-2,"x":0},"rpcId":"u2"}'
+    a["users_get_missing"] = b'{"type":"users.get","rpcId":"u3"}'
+    a["users_get_event_bad"] = b'{"type":"users.get","payload":[]}'
+    a["slow_call_ok"] = b'{"type":"jobs.slow","payload":{"n":1},"rpcId":"s1"}\t'
+    a["slow_call_error"] = b'{"type":"jobs.slow","payload":{"n":2},"rpcId":"s2"} '
+    a["slow_call_late"] = b'{"type":"jobs.slow","rpcId":3}\n'
+    a["slow_event_error"] = b'{"type":"jobs.slow"} '
+    a["slow_event_late"] = b'{"type":"jobs.slow"}\n'
+    a["fail_call"] = b'{"type":"jobs.fail","payload":[1],"rpcId":"f1"}'
+    a["fail_event"] = b'{"type":"jobs.fail"}'
+    a["guarded_refused"] = b'{"type":"guarded","payload":[1],"rpcId":"g1"}'
+    a["guarded_ok"] = b'{"type":"guarded","payload":{"k":"v"},"rpcId":"g2"}'
+    a["middleware_forbidden"] = b'{"type":"echo","payload":13,"rpcId":"m1"}'
+    a["middleware_nonzero"] = b'{"type":"echo","payload":666}'
+    a["nested_call"] = b'{"type":"nested","payload":{"deep":[[[1]]],"s":"\xc3\xa9"},"rpcId":"n1"}'
+    a["news_event"] = b'{"type":"news","payload":{"headline":"x"}}'
+    a["auth_ok"] = b'{"type":"__auth","payload":"ok","rpcId":"a1"}'
+    a["auth_failure"] = b'{"type":"__auth","payload":"nope","rpcId":"a2"}'
+    a["bad_truncated"] = b'{"type":"echo",'
+    a["bad_no_type"] = b'{"rpcId":"x","payload":1}'
+    a["bad_type_not_string"] = b'{"type":5,"rpcId":9}'
+    a["bad_empty_type"] = b'{"type":"","rpcId":"e"}'
+    a["bad_rpc_id_double"] = b'{"type":"echo","rpcId":1.5}'
+    a["bad_rpc_id_object"] = b'{"type":"echo","rpcId":{"a":1}}'
+    a["bad_rpc_id_long"] = b'{"type":"echo","rpcId":"' + b"i" * 65 + b'"}'
+    a["rpc_id_longest"] = b'{"type":"echo","rpcId":"' + b"i" * 64 + b'"}'
+    a["unknown_route"] = b'{"type":"no.such","rpcId":"z"}'
+    a["unknown_long_route"] = b'{"type":"' + b"a" * 200 + b'","rpcId":"z"}'
+    a["not_an_object"] = b"[1,2,3]"
+    a["bad_utf8"] = b'{"type":"echo","payload":"\xff","rpcId":"b"}'
+    a["too_deep"] = b'{"type":"echo","rpcId":"d","payload":' + b"[" * 70 + b"]" * 70 + b"}"
+    a["split_users_get"] = b'users.get {"user":{"name":"ann"}}'
+    a["split_echo"] = b"echo [1,2,3]"
+    a["split_bad_payload"] = b'echo {"a":'
+    a["split_slow"] = b"jobs.slow {}\t"
+    a["split_no_payload"] = b"guarded"
+    a["split_bad_name"] = b"a..b 1"
+    a["split_nul_in_type"] = b"echo\x00x 1"
+    return a
+
+
 def write(kind, files):
     d = os.path.join(ROOT, kind)
     os.makedirs(d, exist_ok=True)
@@ -318,6 +378,7 @@ def main():
     write("response", RESPONSES)
     write("frames", frames_corpus())
     write("json", json_corpus())
+    write("app", app_corpus())
     return 0
 
 
