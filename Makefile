@@ -1,7 +1,7 @@
 # zocket.h - build and test. Everything lands in build/.
 #   make          build tests, examples and benchmarks
 #   make test     check the amalgamation, build, run every test
-#   make run      build and start the example
+#   make run      build and start the chat example (http://127.0.0.1:8080/)
 #   make fuzz     run every fuzzer for FUZZ_SECONDS (default 60) each
 #   make bench    build and run the benchmarks
 #   make amalgamate   regenerate zocket.h from src/
@@ -78,8 +78,23 @@ $(BUILD)/loadgen: bench/loadgen.c zocket.h | $(BUILD)
 $(BUILD)/bench_%: bench/bench_%.c zocket.h | $(BUILD)
 	$(CC) $(BENCHCFLAGS) $< -o $@
 
+# the app the RPC and fan-out benchmark loads (bench/run_fanout.sh); runs
+# until killed, so not a bench_* program
+$(BUILD)/app_server: bench/app_server.c zocket.h | $(BUILD)
+	$(CC) $(BENCHCFLAGS) $< -o $@
+
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c zocket.h | $(BUILD)
 	$(CLANG) $(FUZZCFLAGS) $< -o $@
+
+# the chat example serves its page from the binary: tools/embed.py turns
+# examples/chat/ into a header (an explicit rule: it wins over the pattern below)
+CHAT_ASSETS := $(sort $(wildcard examples/chat/*.html examples/chat/*.js examples/chat/*.css))
+
+$(BUILD)/chat_assets.h: $(CHAT_ASSETS) tools/embed.py | $(BUILD)
+	$(PYTHON) tools/embed.py --name chat_assets -o $@ $(CHAT_ASSETS)
+
+$(BUILD)/chat: examples/chat.c $(BUILD)/chat_assets.h zocket.h | $(BUILD)
+	$(CC) -std=c99 $(WARN) -g -O2 -pthread -I. -I$(BUILD) $< -o $@
 
 $(BUILD)/%: examples/%.c zocket.h | $(BUILD)
 	$(CC) -std=c99 $(WARN) -g -O2 -I. $< -o $@
@@ -87,9 +102,8 @@ $(BUILD)/%: examples/%.c zocket.h | $(BUILD)
 test:
 	@bash tests/run.sh
 
-run: $(BUILD)/echo
-	@echo "echo server: connect any WebSocket client (python3 -m websockets ws://127.0.0.1:9001)"
-	./$(BUILD)/echo
+run: $(BUILD)/chat
+	./$(BUILD)/chat
 
 fuzzers: $(FUZZERS)
 

@@ -1,0 +1,187 @@
+// The chat page: one name per connection, one room at a time.
+// ?name=NAME in the page's URL connects at once; ?room=ROOM picks the first
+// room (default "lobby"). The page joins its room on every (re)connect.
+import { connect } from "./zocket.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+
+let client = null;
+let room = null; // the room this page is in, or is about to join
+let joined = null; // the room the server confirmed
+let members = [];
+let joinSeq = 0;
+
+function setStatus(connected) {
+  $("status").textContent = connected ? "connected" : "disconnected";
+  $("status").classList.toggle("on", connected);
+}
+
+function note(text) {
+  $("activity").textContent = text;
+}
+
+function item(text) {
+  const li = document.createElement("li");
+  li.textContent = text;
+  return li;
+}
+
+function addMessage(from, text) {
+  const box = $("messages");
+  const atBottom = box.scrollTop + box.clientHeight >= box.scrollHeight - 4;
+  const li = document.createElement("li");
+  const who = document.createElement("span");
+  who.className = "from";
+  who.textContent = from;
+  li.append(who, ": " + text);
+  box.append(li);
+  if (atBottom) box.scrollTop = box.scrollHeight;
+}
+
+function renderMembers() {
+  $("current-room").textContent = joined ?? "-";
+  $("members").replaceChildren(...members.map(item));
+}
+
+async function refreshRooms() {
+  if (!client || !client.connected) return;
+  try {
+    const list = await client.call("chat.rooms");
+    $("rooms").replaceChildren(...list.map(({ room: name, members: count }) => {
+      const li = item(`${name} (${count})`);
+      li.dataset.room = name;
+      li.addEventListener("click", () => {
+        $("room").value = name;
+        join(name);
+      });
+      return li;
+    }));
+  } catch (err) {
+    note(`rooms: ${err.code} ${err.message}`);
+  }
+}
+
+async function join(target) {
+  const seq = ++joinSeq;
+  const previous = joined;
+  room = target;
+  if (!client || !client.connected) return; // joins when the connection opens
+  if (previous && previous !== target) {
+    joined = null;
+    members = [];
+    $("messages").replaceChildren();
+    renderMembers();
+    client.call("chat.leave", { room: previous }).catch(() => {});
+  }
+  try {
+    const result = await client.call("chat.join", { room: target });
+    if (seq !== joinSeq) { // another join came after this one
+      if (result.room !== room) client.call("chat.leave", { room: result.room }).catch(() => {});
+      return;
+    }
+    joined = result.room;
+    members = result.members;
+    renderMembers();
+    note(`joined ${joined}`);
+    refreshRooms();
+  } catch (err) {
+    if (seq !== joinSeq) return;
+    room = joined;
+    note(`join ${target}: ${err.code} ${err.message}`);
+  }
+}
+
+function start(name) {
+  if (client) client.close();
+  joined = null;
+  members = [];
+  renderMembers();
+  setStatus(false);
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const url = `${scheme}://${location.host}/ws?name=${encodeURIComponent(name)}`;
+  const c = connect(url, {
+    onOpen() {
+      if (c !== client) return;
+      setStatus(true);
+      note(`connected as ${name}`);
+      if (room) join(room);
+      else refreshRooms();
+    },
+    onClose({ code, reconnectIn }) {
+      if (c !== client) return;
+      setStatus(false);
+      joined = null;
+      members = [];
+      renderMembers();
+      note(reconnectIn >= 0
+        ? `disconnected (${code}), retrying in ${(reconnectIn / 1000).toFixed(1)} s`
+        : `disconnected (${code})`);
+    },
+  });
+  client = c;
+  c.on("chat.message", ({ room: r, from, text }) => {
+    if (r === joined) addMessage(from, text);
+  });
+  c.on("chat.joined", ({ room: r, name: who }) => {
+    if (r !== joined) return;
+    members.push(who);
+    renderMembers();
+    note(`${who} joined ${r}`);
+  });
+  c.on("chat.left", ({ room: r, name: who }) => {
+    if (r !== joined) return;
+    const at = members.indexOf(who);
+    if (at >= 0) members.splice(at, 1);
+    renderMembers();
+    note(`${who} left ${r}`);
+  });
+  c.on("__error", (err) => note(`error: ${err.code} ${err.message}`));
+}
+
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const name = $("name").value.trim();
+  if (name) start(name);
+});
+
+$("room-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const target = $("room").value.trim();
+  if (!target) return;
+  if (client) {
+    join(target);
+    return;
+  }
+  const name = $("name").value.trim();
+  if (!name) {
+    note("enter a name first");
+    $("name").focus();
+    return;
+  }
+  room = target;
+  start(name);
+});
+
+$("send-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("text").value;
+  if (!text || !client) return;
+  if (!joined) {
+    note("join a room first");
+    return;
+  }
+  client.call("chat.send", { room: joined, text }).then(() => {
+    if ($("text").value === text) $("text").value = "";
+  }, (err) => note(`send: ${err.code} ${err.message}`));
+});
+
+$("refresh").addEventListener("click", refreshRooms);
+
+if (params.get("room")) $("room").value = params.get("room");
+room = $("room").value.trim() || "lobby";
+const initialName = (params.get("name") || "").trim();
+if (initialName) {
+  $("name").value = initialName;
+  start(initialName);
+}
