@@ -571,7 +571,10 @@ ZK_API void *zk_loop_data(const zk_loop *loop);
 typedef void (*zk_post_fn)(zk_loop *loop, void *arg);
 
 /* Thread-safe: asks the loop's thread to call fn(loop, arg) soon, in the
-   order posted, and wakes the loop. Returns 0 or ZK_ENOMEM. */
+   order posted, and wakes the loop. Returns 0 or ZK_ENOMEM. Not
+   async-signal-safe (it allocates and locks), nor is zk_loop_stop: take
+   signals in a thread (sigwait) and post from there, as examples/chat.c
+   does. */
 ZK_API int zk_loop_post(zk_loop *loop, zk_post_fn fn, void *arg);
 
 /* Timers. A zk_timer is yours to allocate (embed it in your own struct);
@@ -1224,7 +1227,9 @@ ZK_API zk_conn *zk_app_find(const zk_app *app, const char *id);
 
 /* ---- rooms ----
    Named sets of connections of one app. A room exists while it has members;
-   a connection leaves all its rooms when it closes. */
+   a connection leaves all its rooms when it closes. Names are C strings
+   (a name from a payload with "\u0000" in it is cut there: check for it).
+   The listing calls take out NULL with cap 0 to count. */
 
 /* 0 joined, 1 already a member; ZK_EINVAL (a name empty, longer than
    ZK_ROOM_MAX_NAME or not UTF-8; not an open app connection), ZK_ENOSPACE (the

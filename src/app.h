@@ -272,7 +272,9 @@ ZK_API zk_conn *zk_app_find(const zk_app *app, const char *id);
 
 /* ---- rooms ----
    Named sets of connections of one app. A room exists while it has members;
-   a connection leaves all its rooms when it closes. */
+   a connection leaves all its rooms when it closes. Names are C strings
+   (a name from a payload with "\u0000" in it is cut there: check for it).
+   The listing calls take out NULL with cap 0 to count. */
 
 /* 0 joined, 1 already a member; ZK_EINVAL (a name empty, longer than
    ZK_ROOM_MAX_NAME or not UTF-8; not an open app connection), ZK_ENOSPACE (the

@@ -77,7 +77,10 @@ ZK_API void *zk_loop_data(const zk_loop *loop);
 typedef void (*zk_post_fn)(zk_loop *loop, void *arg);
 
 /* Thread-safe: asks the loop's thread to call fn(loop, arg) soon, in the
-   order posted, and wakes the loop. Returns 0 or ZK_ENOMEM. */
+   order posted, and wakes the loop. Returns 0 or ZK_ENOMEM. Not
+   async-signal-safe (it allocates and locks), nor is zk_loop_stop: take
+   signals in a thread (sigwait) and post from there, as examples/chat.c
+   does. */
 ZK_API int zk_loop_post(zk_loop *loop, zk_post_fn fn, void *arg);
 
 /* Timers. A zk_timer is yours to allocate (embed it in your own struct);
