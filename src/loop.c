@@ -92,7 +92,10 @@ struct zk_loop {
     void (*drop_clients)(zk_loop *loop);
     /* spare write-queue chunks: a list through each block's first word */
     void *chunk_cache;
-    int chunk_cached;
+    size_t chunk_cached;     /* spare standard chunks (net.c) */
+    size_t chunk_live;       /* standard chunks in write queues now */
+    size_t chunk_peak;       /* the most in queues since chunk_decay_at */
+    uint64_t chunk_decay_at;
     /* the cork: output of the connection whose read handler runs */
     unsigned char *cork;
     size_t cork_len, cork_cap;

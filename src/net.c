@@ -15,9 +15,12 @@
 
 #define ZK__READ_BUFFER (64u * 1024u) /* the loop's shared read buffer */
 #define ZK__CHUNK (16u * 1024u)       /* write-queue chunk */
-#define ZK__CHUNK_CACHE 64            /* spare chunks a loop keeps (1 MiB at most):
-                                         a chunk per flush without malloc, free
-                                         and glibc trimming and faulting pages */
+#define ZK__CHUNK_CACHE 64            /* spare chunks a loop keeps at least (1 MiB),
+                                         and more, up to the most its queues held
+                                         in the last second: a broadcast to 1000
+                                         connections then reuses its 1000 chunks
+                                         rather than malloc, free, glibc trimming
+                                         and faulting the pages back every pass */
 #define ZK__READS_PER_EVENT 8         /* fairness: reads per readiness event */
 #define ZK__CORK (64u * 1024u)        /* the loop's cork buffer */
 #define ZK__MAX_PONGS 64              /* pongs queued per connection before they coalesce */
@@ -154,13 +157,30 @@ struct zk_server {
 ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
     size_t cap = exact ? need : need < ZK__CHUNK ? ZK__CHUNK : need;
     zk__chunk *ch;
+    if (cap == ZK__CHUNK) {
+        /* once a second the spares shrink to what the last second needed */
+        if (loop->now - loop->chunk_decay_at >= 1000) {
+            loop->chunk_decay_at = loop->now;
+            loop->chunk_peak = loop->chunk_live;
+            while (loop->chunk_cached > loop->chunk_peak && loop->chunk_cached > ZK__CHUNK_CACHE) {
+                ch = (zk__chunk *)loop->chunk_cache;
+                loop->chunk_cache = ch->next;
+                loop->chunk_cached--;
+                ZK_FREE(ch);
+            }
+        }
+        if (++loop->chunk_live > loop->chunk_peak) loop->chunk_peak = loop->chunk_live;
+    }
     if (cap == ZK__CHUNK && loop->chunk_cache) {
         ch = (zk__chunk *)loop->chunk_cache;
         loop->chunk_cache = ch->next;
         loop->chunk_cached--;
     } else {
         ch = (zk__chunk *)ZK_MALLOC(sizeof *ch + cap);
-        if (!ch) return NULL;
+        if (!ch) {
+            if (cap == ZK__CHUNK) loop->chunk_live--;
+            return NULL;
+        }
     }
     ch->next = NULL;
     ch->shared = NULL;
@@ -173,8 +193,13 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
 }
 
 ZK__PRIVATE void zk__chunk_free(zk_loop *loop, zk__chunk *ch) {
-    if (ch->shared) zk_frame_free(ch->shared);
-    if (!ch->shared && ch->cap == ZK__CHUNK && loop->chunk_cached < ZK__CHUNK_CACHE) {
+    if (ch->shared) {
+        zk_frame_free(ch->shared);
+        ZK_FREE(ch);
+        return;
+    }
+    if (ch->cap == ZK__CHUNK) loop->chunk_live--;
+    if (ch->cap == ZK__CHUNK && (loop->chunk_cached < ZK__CHUNK_CACHE || loop->chunk_cached < loop->chunk_peak)) {
         ch->next = (zk__chunk *)loop->chunk_cache;
         loop->chunk_cache = ch;
         loop->chunk_cached++;

@@ -1586,6 +1586,32 @@ TEST(joining_through_a_handler) {
     CHECK_ALL_FREED();
 }
 
+/* A broadcast to more connections than the 64 standing spare chunks reuses
+   the chunks of the broadcast before: the second one allocates only the
+   loopback transport's one segment per write. */
+TEST(repeated_broadcasts_to_200_connections_reuse_their_chunks) {
+    world *w = world_new();
+    zk_target to;
+    long calls;
+    int i, round;
+    world_start(w);
+    for (i = 0; i < 200; i++) connect_one(w);
+    CHECK_EQ_INT(w->nsrv, 200);
+    memset(&to, 0, sizeof to);
+    to.all = 1;
+    for (round = 0; round < 2; round++) {
+        zk_writer *m = zk_app_message(w->app, "tick");
+        zk_write_int(m, round);
+        calls = lib_alloc_calls;
+        CHECK_EQ_INT(zk_app_send(w->app, &to), 200);
+        pump(w->loop);
+        if (round == 1) CHECK(lib_alloc_calls - calls <= 200 + 8);
+    }
+    for (i = 0; i < 200; i++) CHECK_TEXT(last_msg(&w->cli[i]), "{\"type\":\"tick\",\"payload\":1}");
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(a_million_join_leave_cycles_keep_memory_flat) {
     world *w = world_new();
     zk_conn *a, *b;
@@ -2257,6 +2283,7 @@ int main(void) {
     RUN(default_room_cap_is_64);
     RUN(rooms_are_left_on_disconnect);
     RUN(joining_through_a_handler);
+    RUN(repeated_broadcasts_to_200_connections_reuse_their_chunks);
     RUN(a_million_join_leave_cycles_keep_memory_flat);
     RUN(a_room_of_many_members_shrinks_back);
     RUN(send_to_conns_ids_rooms_and_all);
