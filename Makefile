@@ -117,6 +117,7 @@ fuzz: fuzzers
 bench: $(BENCHES) $(BUILD)/loadgen
 	@for b in $(BENCHES); do ./$$b; done
 	@echo "echo servers side by side (about 5 minutes): bash bench/run_echo.sh"
+	@echo "RPC and room fan-out beside Bun (about 2 minutes): bash bench/run_fanout.sh"
 
 clean:
 	rm -rf $(BUILD)

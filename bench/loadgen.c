@@ -1,8 +1,13 @@
-/* loadgen: a WebSocket echo load generator, one thread on epoll.
+/* loadgen: a WebSocket load generator, one thread on epoll: echo, RPC and
+   room fan-out.
 
    build/loadgen --url ws://127.0.0.1:PORT/ --conns N --size BYTES --seconds S
                  [--pipeline K] [--text]
    build/loadgen --url ws://127.0.0.1:PORT/ --conns N --idle [--seconds S]
+   build/loadgen --url ws://127.0.0.1:PORT/ --rpc [--conns N] [--pipeline K]
+                 [--seconds S] [--route NAME] [--payload JSON]
+   build/loadgen --url ws://127.0.0.1:PORT/ --fanout [--conns N] [--seconds S]
+                 [--size TEXT_BYTES]
 
    Opens N connections (each handshake verified: status 101, the accept key),
    then keeps K messages in flight on each: every frame it sends is masked
@@ -20,6 +25,31 @@
    in place and sent with one write per connection per wakeup, pattern
    generation, masking and checking eight bytes at a time, one clock read
    per wakeup.
+
+   --rpc speaks the Zocket JSON protocol: each connection sends
+   {"type":"bench.echo","payload":{"n":123},"rpcId":"<k>"} (k counts up per
+   connection) and waits for {"type":"__rpc_res",...,"rpcId":"<k>"}, K calls
+   in flight (--pipeline, default 1). Each answer must be a whole text frame
+   with type __rpc_res, the rpcId of the oldest call outstanding on that
+   connection (a server answers a connection's synchronous calls in order)
+   and the payload sent. Messages/s are calls/s; the round trip is a call's.
+
+   --fanout measures room fan-out. Every connection first calls room.join
+   ({"type":"room.join","rpcId":"j"}) and waits for its answer. Then rounds:
+   each of the N connections sends one event
+   {"type":"room.send","payload":{"from":"c0042","text":"xx..."}} (the text
+   --size bytes, default 16), the server delivers each to all N members
+   (the sender too), and the round ends when every connection has received
+   exactly N messages; the next round starts then. Deliveries/s = rounds x
+   N^2 / time, and the round time (first send to last delivery) gives
+   p50/p99. To keep up with a server writing millions of messages a second,
+   this mode does not buffer or parse what it reads: one 1 MiB buffer for
+   every read, only WebSocket frame headers decoded (a header split across
+   reads is carried in the connection), payloads skipped. Checks: every
+   message a whole text frame, all of one length (the first one's: the
+   senders' payloads are all of one length), at most N per connection per
+   round; in the first 3 rounds every message wholly inside one read is
+   checked to contain "room.message" and the text sent.
 
    --idle opens N connections, completes the handshakes, prints "ready N"
    and holds them without traffic (answering pings) until SIGINT/SIGTERM or
@@ -62,14 +92,23 @@ typedef struct conn {
     int in_fragment, frag_op;
     size_t hs_seen;
     unsigned char key[16];   /* the handshake nonce */
+    /* --fanout: where this connection is in the stream of frames */
+    uint64_t skip;           /* payload bytes of the current frame still to come */
+    int got;                 /* messages received this round */
+    int joined;
+    size_t hhave;            /* bytes of a split header (or control frame) in hdr */
+    unsigned char hdr[14 + 125];
 } conn;
+
+enum { M_ECHO, M_RPC, M_FANOUT };
 
 static struct {
     char host[64], hostport[80], path[256];
     int port;
-    int conns, pipeline, text, idle;
+    int conns, pipeline, text, idle, mode;
     size_t size;
     double seconds;
+    const char *route, *payload; /* --rpc */
 } cfg;
 
 static int epfd;
@@ -250,11 +289,69 @@ static size_t frame_header(unsigned char *out, int opcode, size_t len, const uns
     return n + 4;
 }
 
+/* Queues one whole frame, masked with a fresh key. */
+static void send_frame(conn *c, int opcode, const void *data, size_t len) {
+    const unsigned char *payload = (const unsigned char *)data;
+    uint64_t m = rng_next();
+    unsigned char mask[4], *p;
+    size_t i, h;
+    mask[0] = (unsigned char)m;
+    mask[1] = (unsigned char)(m >> 8);
+    mask[2] = (unsigned char)(m >> 16);
+    mask[3] = (unsigned char)(m >> 24);
+    p = wbuf_reserve(c, len + 14);
+    h = frame_header(p, opcode, len, mask);
+    for (i = 0; i < len; i++) p[h + i] = (unsigned char)(payload[i] ^ mask[i % 4]);
+    c->wlen += h + len;
+}
+
+/* ---- --rpc: calls in the Zocket JSON protocol ---- */
+
+static char rpc_prefix[1024]; /* {"type":"<route>","payload":<payload>,"rpcId":" */
+static size_t rpc_prefix_len;
+
+static size_t fmt_u64(char *out, uint64_t v) {
+    char tmp[24];
+    size_t n = 0, i;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+static void send_rpc(conn *c) {
+    uint64_t seq = c->sent_seq++;
+    char msg[sizeof rpc_prefix + 32];
+    size_t n = rpc_prefix_len;
+    memcpy(msg, rpc_prefix, n);
+    n += fmt_u64(msg + n, seq);
+    msg[n++] = '"';
+    msg[n++] = '}';
+    send_frame(c, 1, msg, n);
+    c->sent_at[seq % (uint64_t)cfg.pipeline] = now_ns;
+}
+
+/* A failure that quotes the start of the message that caused it. */
+static void fail_quoting(conn *c, const char *why, const unsigned char *msg, size_t len) {
+    char text[160];
+    snprintf(text, sizeof text, "%s: %.*s", why, (int)(len < 80 ? len : 80), (const char *)msg);
+    fail(c, text);
+}
+
 /* Queues the next message of c, masked, generated straight into place. */
 static void send_message(conn *c) {
-    uint64_t seq = c->sent_seq++, key = pattern_key(c->id, seq), m = rng_next(), mask64;
+    uint64_t seq, key, m, mask64;
     unsigned char mask[4], *p;
     size_t i, j, h;
+    if (cfg.mode == M_RPC) {
+        send_rpc(c);
+        return;
+    }
+    seq = c->sent_seq++;
+    key = pattern_key(c->id, seq);
+    m = rng_next();
     mask[0] = (unsigned char)m;
     mask[1] = (unsigned char)(m >> 8);
     mask[2] = (unsigned char)(m >> 16);
@@ -271,17 +368,7 @@ static void send_message(conn *c) {
 
 /* A control frame (pong, close) with a payload of at most 125 bytes. */
 static void send_control(conn *c, int opcode, const unsigned char *payload, size_t len) {
-    uint64_t m = rng_next();
-    unsigned char mask[4], *p;
-    size_t i, h;
-    mask[0] = (unsigned char)m;
-    mask[1] = (unsigned char)(m >> 8);
-    mask[2] = (unsigned char)(m >> 16);
-    mask[3] = (unsigned char)(m >> 24);
-    p = wbuf_reserve(c, len + 6);
-    h = frame_header(p, opcode, len, mask);
-    for (i = 0; i < len; i++) p[h + i] = (unsigned char)(payload[i] ^ mask[i % 4]);
-    c->wlen += h + len;
+    send_frame(c, opcode, payload, len);
 }
 
 static void flush(conn *c) {
@@ -301,8 +388,9 @@ static void flush(conn *c) {
     /* else: EPOLLOUT (edge-triggered, always registered) says when to go on */
 }
 
+static void answered(conn *c);
+
 static void message_done(conn *c, int opcode) {
-    uint64_t rtt;
     if (c->msg_off != cfg.size) {
         fail(c, "echoed message has the wrong length");
         return;
@@ -311,7 +399,12 @@ static void message_done(conn *c, int opcode) {
         fail(c, "echoed message has the wrong type");
         return;
     }
-    rtt = now_ns - c->sent_at[c->recv_seq % (uint64_t)cfg.pipeline];
+    answered(c);
+}
+
+/* The oldest message in flight on c got its answer. */
+static void answered(conn *c) {
+    uint64_t rtt = now_ns - c->sent_at[c->recv_seq % (uint64_t)cfg.pipeline];
     hist[hist_index(rtt)]++;
     rtt_count++;
     c->recv_seq++;
@@ -321,6 +414,42 @@ static void message_done(conn *c, int opcode) {
         window_msgs++;
         send_message(c);
     }
+}
+
+/* --rpc: an answer frame. It must be __rpc_res for the oldest call
+   outstanding, with the payload sent. */
+static void rpc_answer(conn *c, int op, int fin, const unsigned char *f, size_t len) {
+    const unsigned char *p, *end = f + len;
+    uint64_t id = 0;
+    int digits = 0;
+    if (op != 1 || !fin) {
+        fail(c, "an answer is not a whole text frame");
+        return;
+    }
+    if (c->recv_seq >= c->sent_seq) {
+        fail_quoting(c, "a message with no call outstanding", f, len);
+        return;
+    }
+    p = (const unsigned char *)memmem(f, len, "\"rpcId\":", 8);
+    if (!p) {
+        fail_quoting(c, "an answer without rpcId", f, len);
+        return;
+    }
+    for (p += 8; p < end && (*p == ' ' || *p == '"'); p++) {}
+    for (; p < end && *p >= '0' && *p <= '9'; p++, digits++) id = id * 10 + (uint64_t)(*p - '0');
+    if (!digits || id != c->recv_seq) {
+        fail_quoting(c, "an answer to another call than the oldest outstanding", f, len);
+        return;
+    }
+    if (!memmem(f, len, "\"__rpc_res\"", 11)) {
+        fail_quoting(c, "not __rpc_res", f, len);
+        return;
+    }
+    if (!memmem(f, len, cfg.payload, strlen(cfg.payload))) {
+        fail_quoting(c, "the result is not the payload sent", f, len);
+        return;
+    }
+    answered(c);
 }
 
 /* Handles every whole frame in c->rbuf; keeps a partial one. */
@@ -367,6 +496,10 @@ static void parse_frames(conn *c) {
         }
         f += hlen;
         pos += hlen + (size_t)plen;
+        if (cfg.mode == M_RPC && op < 8) {
+            rpc_answer(c, op, fin, f, (size_t)plen);
+            continue;
+        }
         switch (op) {
         case 0x1:
         case 0x2:
@@ -410,6 +543,192 @@ static void parse_frames(conn *c) {
     }
 }
 
+/* ---- --fanout: rounds of room messages, counted by frame headers ---- */
+
+#define FAN_BUF (1u << 20)
+#define FAN_CHECK_ROUNDS 3
+static unsigned char *fan_buf;          /* every read lands here */
+static int fan_running;                 /* 0: joining; 1: rounds */
+static int fan_joined, fan_done, fan_active, fan_finished;
+static uint64_t fan_len;                /* payload length of every room message */
+static uint64_t fan_rounds, fan_delivered, fan_checked, fan_round_start, fan_t_end, fan_t_last;
+static char fan_msg[600];               /* the room.send event; "%04d" at fan_id_at */
+static size_t fan_msg_len, fan_id_at;
+static char fan_text[300];
+
+static void fan_start_round(void) {
+    int i;
+    fan_round_start = now_ns;
+    for (i = 0; i < cfg.conns; i++) {
+        conn *c = &conns[i];
+        if (c->state != C_OPEN) continue;
+        fan_msg[fan_id_at] = (char)('0' + c->id / 1000 % 10);
+        fan_msg[fan_id_at + 1] = (char)('0' + c->id / 100 % 10);
+        fan_msg[fan_id_at + 2] = (char)('0' + c->id / 10 % 10);
+        fan_msg[fan_id_at + 3] = (char)('0' + c->id % 10);
+        send_frame(c, 1, fan_msg, fan_msg_len);
+        flush(c);
+    }
+}
+
+static void fan_round_done(void) {
+    uint64_t t = now_ns - fan_round_start;
+    int i;
+    hist[hist_index(t)]++;
+    rtt_count++;
+    fan_rounds++;
+    fan_done = 0;
+    fan_t_last = now_ns;
+    for (i = 0; i < cfg.conns; i++) conns[i].got = 0;
+    if (!got_signal && now_ns < fan_t_end && !errors) fan_start_round();
+    else fan_finished = 1;
+}
+
+/* A whole data frame's header was read; payload is its bytes when they are
+   all in this read, else NULL. */
+static void fan_message(conn *c, int op, int fin, uint64_t plen, const unsigned char *payload) {
+    if (op != 1 || !fin) {
+        fail(c, "a message is not a whole text frame");
+        return;
+    }
+    if (!fan_running) { /* the answer to room.join */
+        if (c->joined) {
+            fail(c, "a message before the rounds began");
+            return;
+        }
+        if (payload && !memmem(payload, (size_t)plen, "\"__rpc_res\"", 11)) {
+            fail_quoting(c, "room.join was not answered __rpc_res", payload, (size_t)plen);
+            return;
+        }
+        c->joined = 1;
+        fan_joined++;
+        return;
+    }
+    if (!fan_len) fan_len = plen;
+    if (plen != fan_len) {
+        char why[96];
+        snprintf(why, sizeof why, "a message of %llu bytes among messages of %llu",
+                 (unsigned long long)plen, (unsigned long long)fan_len);
+        if (payload) fail_quoting(c, why, payload, (size_t)plen);
+        else fail(c, why);
+        return;
+    }
+    if (c->got >= fan_active) {
+        fail(c, "more messages in a round than there are senders");
+        return;
+    }
+    if (fan_rounds < FAN_CHECK_ROUNDS && payload) {
+        if (!memmem(payload, (size_t)plen, "\"room.message\"", 14) ||
+            !memmem(payload, (size_t)plen, fan_text, strlen(fan_text))) {
+            fail_quoting(c, "not the room.message expected", payload, (size_t)plen);
+            return;
+        }
+        fan_checked++;
+    }
+    fan_delivered++;
+    if (++c->got == fan_active && ++fan_done == fan_active) fan_round_done();
+}
+
+static void fan_control(conn *c, int op, const unsigned char *payload, size_t len) {
+    if (op == 0x9) send_control(c, 0xA, payload, len);
+    else if (op == 0x8) fail(c, "server sent close");
+    else if (op != 0xA) fail(c, "unknown opcode");
+}
+
+/* Size of the header starting at h (at least 2 bytes there). */
+static size_t fan_header_len(const unsigned char *h) {
+    size_t code = h[1] & 0x7Fu;
+    return code < 126 ? 2 : code == 126 ? 4 : 10;
+}
+
+/* Walks the frames in p[0..n), whatever their boundaries: a header split
+   across reads is kept in c->hdr, a payload is skipped (a control frame's
+   is kept in c->hdr to answer it). */
+static void fan_scan(conn *c, const unsigned char *p, size_t n) {
+    size_t i = 0;
+    while (i < n && c->state == C_OPEN) {
+        const unsigned char *h;
+        uint64_t plen;
+        size_t hl, avail;
+        int op, fin;
+        if (c->skip) {
+            size_t t = c->skip < n - i ? (size_t)c->skip : n - i;
+            if (c->frag_op) { /* a control frame's payload */
+                memcpy(c->hdr + c->hhave, p + i, t);
+                c->hhave += t;
+            }
+            i += t;
+            c->skip -= t;
+            if (!c->skip && c->frag_op) {
+                fan_control(c, c->frag_op, c->hdr, c->hhave);
+                c->frag_op = 0;
+                c->hhave = 0;
+            }
+            continue;
+        }
+        avail = n - i;
+        if (!c->hhave && avail >= 2 && avail >= fan_header_len(p + i)) {
+            h = p + i;
+            hl = fan_header_len(h);
+            i += hl;
+        } else {
+            while (i < n && (c->hhave < 2 || c->hhave < fan_header_len(c->hdr))) c->hdr[c->hhave++] = p[i++];
+            if (c->hhave < 2 || c->hhave < fan_header_len(c->hdr)) break;
+            h = c->hdr;
+            hl = c->hhave;
+            c->hhave = 0;
+        }
+        if (h[0] & 0x70) { fail(c, "RSV bits set"); return; }
+        if (h[1] & 0x80) { fail(c, "server frame is masked"); return; }
+        fin = h[0] & 0x80;
+        op = h[0] & 0x0F;
+        plen = h[1] & 0x7F;
+        if (hl == 4) plen = (uint64_t)h[2] << 8 | h[3];
+        else if (hl == 10) {
+            int k;
+            for (plen = 0, k = 0; k < 8; k++) plen = plen << 8 | h[2 + k];
+        }
+        avail = n - i;
+        if (op >= 8) {
+            if (plen > 125 || !fin) { fail(c, "bad control frame"); return; }
+            if (avail >= plen) {
+                fan_control(c, op, p + i, (size_t)plen);
+                i += (size_t)plen;
+            } else { /* keep its payload as it comes */
+                c->frag_op = op;
+                c->skip = plen;
+            }
+            continue;
+        }
+        if (avail >= plen) {
+            fan_message(c, op, fin, plen, p + i);
+            i += (size_t)plen;
+        } else {
+            fan_message(c, op, fin, plen, NULL);
+            c->skip = plen - avail;
+            i = n;
+        }
+    }
+}
+
+static void fan_readable(conn *c) {
+    for (;;) {
+        ssize_t n = recv(c->fd, fan_buf, FAN_BUF, 0);
+        if (n > 0) {
+            fan_scan(c, fan_buf, (size_t)n);
+            if (c->state == C_DEAD) return;
+            if ((size_t)n < FAN_BUF) break; /* drained: see on_readable */
+            continue;
+        }
+        if (n == 0) { fail(c, "server closed the connection"); return; }
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+        fail(c, "read failed");
+        return;
+    }
+    flush(c);
+}
+
 static void handshake_response(conn *c) {
     zk_http_response res;
     zk_ws_client_handshake hs;
@@ -434,7 +753,12 @@ static void handshake_response(conn *c) {
     c->state = C_OPEN;
     pending_count--;
     open_count++;
-    if (c->rlen) parse_frames(c);
+    if (c->rlen && cfg.mode == M_FANOUT) {
+        fan_scan(c, c->rbuf, c->rlen);
+        c->rlen = 0;
+    } else if (c->rlen) {
+        parse_frames(c);
+    }
 }
 
 static void on_readable(conn *c) {
@@ -523,7 +847,10 @@ static void on_event(conn *c, unsigned events) {
         return;
     }
     if ((events & EPOLLOUT) && c->state != C_DEAD) flush(c);
-    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && c->state != C_DEAD) on_readable(c);
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && c->state != C_DEAD) {
+        if (cfg.mode == M_FANOUT && c->state == C_OPEN) fan_readable(c);
+        else on_readable(c);
+    }
 }
 
 /* Waits at most ms for events and handles them. */
@@ -567,12 +894,78 @@ static int parse_url(const char *url) {
     return cfg.port > 0 && cfg.port < 65536 ? 0 : -1;
 }
 
+/* --fanout after every connection is open: join, then rounds. */
+static int fanout_run(void) {
+    uint64_t t0, deadline;
+    double cpu0, cpu1, secs, rate;
+    int i;
+    for (i = 0; i < cfg.conns; i++) {
+        conn *c = &conns[i];
+        if (c->state != C_OPEN) continue;
+        static const char join[] = "{\"type\":\"room.join\",\"rpcId\":\"j\"}";
+        send_frame(c, 1, join, sizeof join - 1);
+        flush(c);
+    }
+    deadline = now_ns + 10000000000ull;
+    while (!got_signal && !errors && fan_joined < open_count && now_ns < deadline) poll_once(100);
+    if (fan_joined < open_count && !errors) {
+        errors++;
+        snprintf(first_error, sizeof first_error, "%d of %d connections joined within 10 s", fan_joined,
+                 open_count);
+    }
+    fan_active = open_count;
+    if (!errors && !got_signal) {
+        cpu0 = cpu_seconds();
+        fan_running = 1;
+        t0 = now_ns = clock_ns();
+        fan_t_end = t0 + (uint64_t)(cfg.seconds * 1e9);
+        fan_t_last = t0;
+        fan_start_round();
+        deadline = fan_t_end + 5000000000ull;
+        while (!fan_finished && !errors && !got_signal && now_ns < deadline) {
+            uint64_t wait = now_ns < fan_t_end ? (fan_t_end - now_ns) / 1000000 + 1 : 100;
+            poll_once((int)wait);
+        }
+        cpu1 = cpu_seconds();
+        if (!fan_finished && !errors) {
+            errors++;
+            snprintf(first_error, sizeof first_error,
+                     "the last round did not complete within 5 s (%d of %d connections had all %d messages)",
+                     fan_done, fan_active, fan_active);
+        }
+    } else {
+        cpu0 = cpu1 = cpu_seconds();
+        t0 = fan_t_last = now_ns;
+    }
+    secs = (double)(fan_t_last - t0) / 1e9;
+    rate = secs > 0 ? (double)fan_rounds * fan_active * fan_active / secs : 0;
+    printf("fanout: conns %d in one room, text %zu B, message %llu B, seconds %.2f\n", fan_active,
+           cfg.size, (unsigned long long)fan_len, secs);
+    printf("rounds %llu  deliveries %llu (counted %llu; %llu checked whole)\n",
+           (unsigned long long)fan_rounds, (unsigned long long)(fan_rounds * (uint64_t)fan_active * fan_active),
+           (unsigned long long)fan_delivered, (unsigned long long)fan_checked);
+    printf("deliveries/s %.0f  rounds/s %.0f\n", rate, secs > 0 ? (double)fan_rounds / secs : 0);
+    printf("round_us p50 %.1f p99 %.1f\n", hist_quantile(0.50) / 1e3, hist_quantile(0.99) / 1e3);
+    printf("loadgen CPU %.0f%% of one core\n", secs > 0 ? 100.0 * (cpu1 - cpu0) / secs : 0);
+    printf("errors %llu%s%s\n", (unsigned long long)errors, errors ? "  first: " : "", first_error);
+    printf("RESULT mode=fanout conns=%d rounds=%llu deliveries=%llu deliveries_per_s=%.0f msg_bytes=%llu "
+           "p50_us=%.1f p99_us=%.1f loadgen_cpu=%.0f errors=%llu\n",
+           fan_active, (unsigned long long)fan_rounds,
+           (unsigned long long)(fan_rounds * (uint64_t)fan_active * fan_active), rate,
+           (unsigned long long)fan_len, hist_quantile(0.50) / 1e3, hist_quantile(0.99) / 1e3,
+           secs > 0 ? 100.0 * (cpu1 - cpu0) / secs : 0, (unsigned long long)errors);
+    return errors ? 1 : 0;
+}
+
 static void usage(const char *argv0) {
     fprintf(stderr,
             "usage: %s --url ws://127.0.0.1:PORT/ --conns N --size BYTES --seconds S\n"
             "          [--pipeline K] [--text]\n"
-            "       %s --url ws://127.0.0.1:PORT/ --conns N --idle [--seconds S]\n",
-            argv0, argv0);
+            "       %s --url ws://127.0.0.1:PORT/ --conns N --idle [--seconds S]\n"
+            "       %s --url ws://127.0.0.1:PORT/ --rpc [--conns N] [--pipeline K] [--seconds S]\n"
+            "          [--route NAME] [--payload JSON]\n"
+            "       %s --url ws://127.0.0.1:PORT/ --fanout [--conns N] [--seconds S] [--size TEXT_BYTES]\n",
+            argv0, argv0, argv0, argv0);
     exit(2);
 }
 
@@ -597,6 +990,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--pipeline") && more) cfg.pipeline = atoi(argv[++i]);
         else if (!strcmp(a, "--text")) cfg.text = 1;
         else if (!strcmp(a, "--idle")) cfg.idle = 1;
+        else if (!strcmp(a, "--rpc")) cfg.mode = M_RPC;
+        else if (!strcmp(a, "--fanout")) cfg.mode = M_FANOUT;
+        else if (!strcmp(a, "--route") && more) cfg.route = argv[++i];
+        else if (!strcmp(a, "--payload") && more) cfg.payload = argv[++i];
         else usage(argv[0]);
     }
     if (!url || parse_url(url) < 0) {
@@ -605,6 +1002,34 @@ int main(int argc, char **argv) {
     }
     if (cfg.seconds < 0) cfg.seconds = cfg.idle ? 600 : 10;
     if (cfg.conns < 1 || cfg.pipeline < 1 || cfg.size > ((size_t)1 << 30)) usage(argv[0]);
+    if (!cfg.route) cfg.route = "bench.echo";
+    if (!cfg.payload) cfg.payload = "{\"n\":123}";
+    if (cfg.mode == M_RPC) {
+        int n = snprintf(rpc_prefix, sizeof rpc_prefix, "{\"type\":\"%s\",\"payload\":%s,\"rpcId\":\"",
+                         cfg.route, cfg.payload);
+        if (n < 0 || (size_t)n >= sizeof rpc_prefix) {
+            fprintf(stderr, "loadgen: --route and --payload too long\n");
+            return 2;
+        }
+        rpc_prefix_len = (size_t)n;
+    }
+    if (cfg.mode == M_FANOUT) {
+        size_t k;
+        int n;
+        if (cfg.size >= sizeof fan_text || cfg.conns > 9999) {
+            fprintf(stderr, "loadgen: --fanout takes at most 9999 connections and %zu bytes of text\n",
+                    sizeof fan_text - 1);
+            return 2;
+        }
+        for (k = 0; k < cfg.size; k++) fan_text[k] = (char)('a' + k % 26);
+        fan_text[cfg.size] = '\0';
+        n = snprintf(fan_msg, sizeof fan_msg, "{\"type\":\"room.send\",\"payload\":{\"from\":\"c");
+        fan_id_at = (size_t)n;
+        n += snprintf(fan_msg + n, sizeof fan_msg - (size_t)n, "0000\",\"text\":\"%s\"}}", fan_text);
+        fan_msg_len = (size_t)n;
+        fan_buf = (unsigned char *)malloc(FAN_BUF);
+        if (!fan_buf) return 1;
+    }
     if (cfg.idle) read_chunk = 4096;
 
     memset(&sa, 0, sizeof sa);
@@ -655,6 +1080,8 @@ int main(int argc, char **argv) {
         return errors ? 1 : 0;
     }
 
+    if (cfg.mode == M_FANOUT) return fanout_run();
+
     /* the timed run */
     cpu0 = cpu_seconds();
     t0 = now_ns = clock_ns();
@@ -688,8 +1115,12 @@ int main(int argc, char **argv) {
     {
         double secs = (double)(t_end - t0) / 1e9;
         double rate = secs > 0 ? (double)window_msgs / secs : 0;
-        printf("conns %d size %zu pipeline %d %s seconds %.2f\n", cfg.conns, cfg.size, cfg.pipeline,
-               cfg.text ? "text" : "binary", secs);
+        if (cfg.mode == M_RPC)
+            printf("rpc: conns %d pipeline %d route %s payload %s seconds %.2f\n", cfg.conns,
+                   cfg.pipeline, cfg.route, cfg.payload, secs);
+        else
+            printf("conns %d size %zu pipeline %d %s seconds %.2f\n", cfg.conns, cfg.size, cfg.pipeline,
+                   cfg.text ? "text" : "binary", secs);
         printf("messages %llu  (%llu in the timed window)\n", (unsigned long long)total_msgs,
                (unsigned long long)window_msgs);
         printf("msgs/s %.0f\n", rate);
@@ -697,8 +1128,9 @@ int main(int argc, char **argv) {
         printf("rtt_us p50 %.1f p99 %.1f\n", hist_quantile(0.50) / 1e3, hist_quantile(0.99) / 1e3);
         printf("loadgen CPU %.0f%% of one core\n", secs > 0 ? 100.0 * (cpu1 - cpu0) / secs : 0);
         printf("errors %llu%s%s\n", (unsigned long long)errors, errors ? "  first: " : "", first_error);
-        printf("RESULT msgs=%llu msgs_per_s=%.0f mb_per_s=%.2f p50_us=%.1f p99_us=%.1f loadgen_cpu=%.0f errors=%llu\n",
-               (unsigned long long)total_msgs, rate, rate * (double)cfg.size / 1e6,
+        printf("RESULT mode=%s msgs=%llu msgs_per_s=%.0f mb_per_s=%.2f p50_us=%.1f p99_us=%.1f loadgen_cpu=%.0f errors=%llu\n",
+               cfg.mode == M_RPC ? "rpc" : "echo", (unsigned long long)total_msgs, rate,
+               rate * (double)cfg.size / 1e6,
                hist_quantile(0.50) / 1e3, hist_quantile(0.99) / 1e3,
                secs > 0 ? 100.0 * (cpu1 - cpu0) / secs : 0, (unsigned long long)errors);
     }
