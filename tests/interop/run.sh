@@ -4,8 +4,13 @@
 #   2. the zocket client (build/interop_client) against Python websockets and
 #      Node ws echo servers
 #   3. malformed frames sent to build/echo with Autobahn|Python
-# Expects build/echo and build/interop_client (tests/run.sh makes them).
-# Installs missing peers (apt as root; npm ci into tests/interop/node/).
+#   4. examples/gameloop with a Python websockets client
+#   5. examples/chat: its protocol with Python websockets, its page in
+#      headless Chromium driven by playwright-core
+# Expects build/echo, build/interop_client, build/gameloop and build/chat
+# (tests/run.sh makes them).
+# Installs missing peers (apt as root: python3-websockets, chromium, ...;
+# npm ci into tests/interop/node/: ws, playwright-core).
 # A peer that cannot be had is skipped (SKIP name: reason), a failure under
 # CI=true. Ends with "N passed, N failed[, N skipped]".
 set -u
@@ -66,9 +71,10 @@ free_port() {
 }
 
 # start_server NAME CMD... : starts CMD --port P on a free port (three tries)
-# and waits, at most $READY s, for its "listening on ws://" line. Sets
-# server_pid and server_url; returns 1 (with the reason in server_error) if
-# it never got ready.
+# and waits, at most $READY s, for its "listening on ws://..." line (or
+# build/chat's "chat: open http://..."). Sets server_pid and server_url (the
+# line's URL); returns 1 (with the reason in server_error) if it never got
+# ready.
 start_server() {
     local name=$1 attempt port deadline line
     shift
@@ -81,9 +87,9 @@ start_server() {
         pids="$pids $server_pid"
         deadline=$((SECONDS + READY))
         while [ $SECONDS -le $deadline ]; do
-            line=$(grep -m1 '^listening on ws://' "$tmp/$name.out")
+            line=$(grep -m1 -E '^(listening on ws|chat: open http)://' "$tmp/$name.out")
             if [ -n "$line" ]; then
-                server_url=${line#listening on }
+                server_url=${line##* }
                 return 0
             fi
             kill -0 "$server_pid" 2>/dev/null || break
@@ -164,10 +170,24 @@ elif ! (cd $HERE/node && timeout 60 npm ls --silent >/dev/null 2>&1); then
     fi
 fi
 
+# Chromium for the chat page (Debian's, at /usr/bin/chromium unless CHROMIUM
+# says otherwise; playwright-core drives it and downloads no browser of its own)
+export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
+[ -x "$CHROMIUM" ] || apt_install chromium
+browser_ok=1 why_browser=""
+if [ ! -x "$CHROMIUM" ]; then
+    browser_ok=0 why_browser="$CHROMIUM not found (apt-get install chromium)"
+elif [ $node_ok = 0 ]; then
+    browser_ok=0 why_browser="playwright-core: $why_node"
+elif ! node -e "require('./$HERE/node/node_modules/playwright-core')" 2>/dev/null; then
+    browser_ok=0 why_browser="playwright-core not loadable from $HERE/node/node_modules"
+fi
+
 versions="peers:"
 [ $py_ok = 1 ] && versions="$versions websockets $($PY -c 'import websockets; print(websockets.__version__)')"
 [ $ab_ok = 1 ] && versions="$versions, autobahn $($PY -c 'import autobahn; print(autobahn.__version__)')"
 [ $node_ok = 1 ] && versions="$versions, node $(node --version), ws $(node -p "require('./$HERE/node/node_modules/ws/package.json').version")"
+[ $browser_ok = 1 ] && versions="$versions, $("$CHROMIUM" --version 2>/dev/null | grep -o 'Chromium [0-9.]*'), playwright-core $(node -p "require('./$HERE/node/node_modules/playwright-core/package.json').version")"
 echo "$versions"
 
 bins_ok=1
@@ -253,6 +273,52 @@ elif [ $py_ok = 1 ]; then
     fail "$BUILD/gameloop is missing (make $BUILD/gameloop)"
 else
     skip "gameloop <- Python websockets" "$why_py"
+fi
+
+# ---- 5: examples/chat with Python websockets and headless Chromium --------
+
+# One build/chat for both clients; it must survive them and exit 0 on SIGTERM.
+# The Python client also stops a second build/chat with SIGTERM while it is
+# connected (it must see 1001); that one must then exit 0 too.
+if [ ! -x $BUILD/chat ]; then
+    fail "$BUILD/chat is missing (make $BUILD/chat)"
+elif start_server chat $BUILD/chat --host 127.0.0.1; then
+    chat_pid=$server_pid chat_url=$server_url
+    if [ $py_ok = 1 ]; then
+        if start_server chat2 $BUILD/chat --host 127.0.0.1; then
+            run_checks "chat <- Python websockets" $PY $HERE/chat_test.py "$chat_url" \
+                --sigterm-url "$server_url" --sigterm-pid "$server_pid"
+            # it had its SIGTERM from the client: up to 5 s to exit by itself
+            for i in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.05; done
+            if kill -0 "$server_pid" 2>/dev/null; then
+                stop_pid "$server_pid"
+                fail "chat: still running 5 s after SIGTERM with clients connected"
+            else
+                stop_pid "$server_pid"
+                if [ "$stop_status" = 0 ]; then pass "chat: exits 0 after SIGTERM with clients connected"
+                else fail "chat: exit status after SIGTERM with clients connected: $stop_status"
+                     sed 's/^/      /' "$tmp/chat2.err" | tail -20; fi
+            fi
+        else
+            fail "chat: the second build/chat did not start: $server_error"
+        fi
+    else
+        skip "chat <- Python websockets" "$why_py"
+    fi
+    if [ $browser_ok = 1 ]; then
+        run_checks "chat <- Chromium" node $HERE/chat_browser.js "$chat_url"
+    else skip "chat <- Chromium" "$why_browser"; fi
+    if kill -0 "$chat_pid" 2>/dev/null; then
+        stop_pid "$chat_pid"
+        if [ "$stop_status" = 0 ]; then pass "chat: still up after the runs, exits 0 on SIGTERM"
+        else fail "chat: exit status on SIGTERM: $stop_status"; sed 's/^/      /' "$tmp/chat.err" | tail -20; fi
+    else
+        stop_pid "$chat_pid"
+        fail "chat: died during the runs (exit status $stop_status)"
+        sed 's/^/      /' "$tmp/chat.err" | tail -20
+    fi
+else
+    fail "chat: did not start: $server_error"
 fi
 
 if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
