@@ -277,12 +277,20 @@ fi
 
 # ---- 5: examples/chat with Python websockets and headless Chromium --------
 
-# One build/chat for both clients; it must survive them and exit 0 on SIGTERM.
+# One build/chat for both clients, under valgrind memcheck when there is one
+# (tests/run.sh installs it): it must survive them and exit 0 on SIGTERM,
+# which it does not with a memory error or a leak.
 # The Python client also stops a second build/chat with SIGTERM while it is
 # connected (it must see 1001); that one must then exit 0 too.
+chat_vg=""
+if command -v valgrind >/dev/null 2>&1; then
+    chat_vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect"
+elif [ "${CI:-}" = true ]; then
+    fail "chat under valgrind (missing dependency under CI: valgrind)"
+fi
 if [ ! -x $BUILD/chat ]; then
     fail "$BUILD/chat is missing (make $BUILD/chat)"
-elif start_server chat $BUILD/chat --host 127.0.0.1; then
+elif start_server chat $chat_vg $BUILD/chat --host 127.0.0.1; then
     chat_pid=$server_pid chat_url=$server_url
     if [ $py_ok = 1 ]; then
         if start_server chat2 $BUILD/chat --host 127.0.0.1; then
