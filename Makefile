@@ -62,12 +62,12 @@ $(BUILD)/plain/test_%: tests/test_%.c tests/test.h zocket.h
 
 valgrind-tests: $(VALGRIND_TESTS)
 
-# the loop tests under ThreadSanitizer: zk_loop_post is called from threads
-$(BUILD)/tsan/test_loop: tests/test_loop.c tests/test.h zocket.h
+# the tests that post from threads (zk_loop_post), under ThreadSanitizer
+$(BUILD)/tsan/test_%: tests/test_%.c tests/test.h zocket.h
 	@mkdir -p $(BUILD)/tsan
 	$(CLANG) -std=c99 $(WARN) -g -O1 -fsanitize=thread -I. $< -o $@
 
-tsan-tests: $(BUILD)/tsan/test_loop
+tsan-tests: $(BUILD)/tsan/test_loop $(BUILD)/tsan/test_app
 
 $(BUILD)/interop_client: tests/interop/interop_client.c zocket.h | $(BUILD)
 	$(CC) $(TESTCFLAGS) $< -o $@

@@ -104,10 +104,11 @@ for t in tests/test_*.c; do
     esac
 done
 
-# The loop tests under ThreadSanitizer (zk_loop_post from other threads).
+# The tests that post from other threads (zk_loop_post), under ThreadSanitizer.
 if [ $deps_clang = 1 ] && [ -e tests/test_loop.c ]; then
     if make -s tsan-tests >>"$BUILD/make.log" 2>&1; then
         unit "test_loop (tsan)" "$BUILD/tsan/test_loop" TSAN_OPTIONS=halt_on_error=1
+        unit "test_app (tsan)" "$BUILD/tsan/test_app" TSAN_OPTIONS=halt_on_error=1
     else
         fail "build (tsan)"; tail -40 "$BUILD/make.log"
     fi
