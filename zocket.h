@@ -14,7 +14,7 @@
        - zk_loop: epoll / kqueue / poll, timers, a clock a test can make
          virtual, run or step (a game loop calls zk_loop_step(loop, 0) per
          frame), zk_loop_post from other threads
-       - zk_server / zk_client_connect / zk_conn: connections with open,
+       - zk_server / zk_conn_connect / zk_conn: connections with open,
          message, close, drain and pong callbacks, write queues with
          backpressure, deadlines, graceful shutdown
        - zk_loopback_*: client-server pairs in memory with fault injection
@@ -102,7 +102,7 @@
      them. Encoders write into buffers you provide and report how much they
      wrote. Every zk_*_new has a zk_*_free; a connection is freed by the
      library after its on_close. The library never frees a pointer you gave
-     it (option structs are copied; zk_client_opts strings too).
+     it (option structs are copied; zk_conn_opts strings too).
 
    THREADS
      No global mutable state. One loop per thread: a loop and everything on
@@ -696,7 +696,7 @@ ZK_API void *zk_server_data(const zk_server *server);
 ZK_API zk_loop *zk_server_loop(const zk_server *server);
 
 /* Client side. */
-typedef struct zk_client_opts {
+typedef struct zk_conn_opts {
     const char *url;              /* ws://host[:port][/path][?query]; host numeric,
                                      [v6], "localhost" (no lookup) or a name
                                      (getaddrinfo: blocks the loop while it runs) */
@@ -712,13 +712,13 @@ typedef struct zk_client_opts {
     size_t write_limit;           /* 0: 16 MiB + high water */
     zk_callbacks cb;
     void *data;                   /* the connection's initial zk_conn_data */
-} zk_client_opts;
+} zk_conn_opts;
 
 /* Starts connecting; the outcome arrives as on_open or on_close (1006).
    Returns the connection, or NULL with *err set (a bad URL or a header with
    CR, LF or a bad name: ZK_EINVAL; headers over 4 KiB: ZK_ETOOBIG; name not
    found: ZK_ENOTFOUND; out of memory). err may be NULL. */
-ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err);
+ZK_API zk_conn *zk_conn_connect(zk_loop *loop, const zk_conn_opts *opts, int *err);
 
 /* In-memory transport: a client connection to server through a loopback
    pair, with faults to inject. Nothing touches the network; with a virtual
@@ -731,8 +731,8 @@ typedef struct zk_loopback_opts {
 
 /* The client side of a new loopback pair to server; url gives the path and
    query ("ws://loopback/chat?x=1"), the rest of copts is as for
-   zk_client_connect. fault may be NULL. */
-ZK_API zk_conn *zk_loopback_connect(zk_server *server, const zk_client_opts *copts,
+   zk_conn_connect. fault may be NULL. */
+ZK_API zk_conn *zk_loopback_connect(zk_server *server, const zk_conn_opts *copts,
                                     const zk_loopback_opts *fault, int *err);
 
 /* Fault injection on a loopback connection (either end); each returns
@@ -4960,7 +4960,7 @@ ZK__PRIVATE int zk__parse_url(const char *url, char *host, size_t host_cap, int 
 }
 
 /* Copies what the client needs after connect returns into one block. */
-ZK__PRIVATE zk__client *zk__client_new(zk_loop *loop, const zk_client_opts *o, const char *host,
+ZK__PRIVATE zk__client *zk__client_new(zk_loop *loop, const zk_conn_opts *o, const char *host,
                                        int port, const char *path, int *err) {
     zk__client *cl = (zk__client *)ZK_MALLOC(sizeof *cl);
     size_t need = strlen(host) + 16 + strlen(path) + 2 + (o->origin ? strlen(o->origin) + 1 : 0), i;
@@ -5038,7 +5038,7 @@ ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
     zk__conn_release(c);
 }
 
-ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int resolve, int *err) {
+ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_conn_opts *o, int resolve, int *err) {
     char host[256];
     const char *path;
     int port, rc;
@@ -5082,7 +5082,7 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
     return c;
 }
 
-ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err) {
+ZK_API zk_conn *zk_conn_connect(zk_loop *loop, const zk_conn_opts *opts, int *err) {
     int dummy, fd, rc;
     zk_conn *c;
     zk__tcp *t;
@@ -5120,7 +5120,7 @@ ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int
     return c;
 }
 
-ZK_API zk_conn *zk_loopback_connect(zk_server *s, const zk_client_opts *copts,
+ZK_API zk_conn *zk_loopback_connect(zk_server *s, const zk_conn_opts *copts,
                                     const zk_loopback_opts *fault, int *err) {
     int dummy;
     zk_conn *c, *sc;

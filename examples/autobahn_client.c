@@ -41,7 +41,7 @@ static void on_close(zk_conn *conn, int code, zk_str reason, int clean) {
 }
 
 static void connect_to(const char *path) {
-    zk_client_opts opts;
+    zk_conn_opts opts;
     char url[512];
     int err;
     snprintf(url, sizeof url, "%s%s", base, path);
@@ -51,7 +51,7 @@ static void connect_to(const char *path) {
     opts.cb.on_close = on_close;
     opts.max_message = 64u << 20;
     opts.write_limit = 256u << 20;
-    if (!zk_client_connect(loop, &opts, &err)) {
+    if (!zk_conn_connect(loop, &opts, &err)) {
         fprintf(stderr, "autobahn_client: %s: %s\n", url, zk_strerror(err));
         done = 2;
     }

@@ -1583,7 +1583,7 @@ ZK__PRIVATE int zk__parse_url(const char *url, char *host, size_t host_cap, int 
 }
 
 /* Copies what the client needs after connect returns into one block. */
-ZK__PRIVATE zk__client *zk__client_new(zk_loop *loop, const zk_client_opts *o, const char *host,
+ZK__PRIVATE zk__client *zk__client_new(zk_loop *loop, const zk_conn_opts *o, const char *host,
                                        int port, const char *path, int *err) {
     zk__client *cl = (zk__client *)ZK_MALLOC(sizeof *cl);
     size_t need = strlen(host) + 16 + strlen(path) + 2 + (o->origin ? strlen(o->origin) + 1 : 0), i;
@@ -1661,7 +1661,7 @@ ZK__PRIVATE void zk__conn_connected(zk_conn *c, int err) {
     zk__conn_release(c);
 }
 
-ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int resolve, int *err) {
+ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_conn_opts *o, int resolve, int *err) {
     char host[256];
     const char *path;
     int port, rc;
@@ -1705,7 +1705,7 @@ ZK__PRIVATE zk_conn *zk__client_conn(zk_loop *loop, const zk_client_opts *o, int
     return c;
 }
 
-ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err) {
+ZK_API zk_conn *zk_conn_connect(zk_loop *loop, const zk_conn_opts *opts, int *err) {
     int dummy, fd, rc;
     zk_conn *c;
     zk__tcp *t;
@@ -1743,7 +1743,7 @@ ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int
     return c;
 }
 
-ZK_API zk_conn *zk_loopback_connect(zk_server *s, const zk_client_opts *copts,
+ZK_API zk_conn *zk_loopback_connect(zk_server *s, const zk_conn_opts *copts,
                                     const zk_loopback_opts *fault, int *err) {
     int dummy;
     zk_conn *c, *sc;

@@ -98,7 +98,7 @@ ZK_API void *zk_server_data(const zk_server *server);
 ZK_API zk_loop *zk_server_loop(const zk_server *server);
 
 /* Client side. */
-typedef struct zk_client_opts {
+typedef struct zk_conn_opts {
     const char *url;              /* ws://host[:port][/path][?query]; host numeric,
                                      [v6], "localhost" (no lookup) or a name
                                      (getaddrinfo: blocks the loop while it runs) */
@@ -114,13 +114,13 @@ typedef struct zk_client_opts {
     size_t write_limit;           /* 0: 16 MiB + high water */
     zk_callbacks cb;
     void *data;                   /* the connection's initial zk_conn_data */
-} zk_client_opts;
+} zk_conn_opts;
 
 /* Starts connecting; the outcome arrives as on_open or on_close (1006).
    Returns the connection, or NULL with *err set (a bad URL or a header with
    CR, LF or a bad name: ZK_EINVAL; headers over 4 KiB: ZK_ETOOBIG; name not
    found: ZK_ENOTFOUND; out of memory). err may be NULL. */
-ZK_API zk_conn *zk_client_connect(zk_loop *loop, const zk_client_opts *opts, int *err);
+ZK_API zk_conn *zk_conn_connect(zk_loop *loop, const zk_conn_opts *opts, int *err);
 
 /* In-memory transport: a client connection to server through a loopback
    pair, with faults to inject. Nothing touches the network; with a virtual
@@ -133,8 +133,8 @@ typedef struct zk_loopback_opts {
 
 /* The client side of a new loopback pair to server; url gives the path and
    query ("ws://loopback/chat?x=1"), the rest of copts is as for
-   zk_client_connect. fault may be NULL. */
-ZK_API zk_conn *zk_loopback_connect(zk_server *server, const zk_client_opts *copts,
+   zk_conn_connect. fault may be NULL. */
+ZK_API zk_conn *zk_loopback_connect(zk_server *server, const zk_conn_opts *copts,
                                     const zk_loopback_opts *fault, int *err);
 
 /* Fault injection on a loopback connection (either end); each returns

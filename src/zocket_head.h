@@ -15,7 +15,7 @@
        - zk_loop: epoll / kqueue / poll, timers, a clock a test can make
          virtual, run or step (a game loop calls zk_loop_step(loop, 0) per
          frame), zk_loop_post from other threads
-       - zk_server / zk_client_connect / zk_conn: connections with open,
+       - zk_server / zk_conn_connect / zk_conn: connections with open,
          message, close, drain and pong callbacks, write queues with
          backpressure, deadlines, graceful shutdown
        - zk_loopback_*: client-server pairs in memory with fault injection
@@ -104,7 +104,7 @@
      them. Encoders write into buffers you provide and report how much they
      wrote. Every zk_*_new has a zk_*_free; a connection is freed by the
      library after its on_close. The library never frees a pointer you gave
-     it (option structs are copied; zk_client_opts strings too).
+     it (option structs are copied; zk_conn_opts strings too).
 
    THREADS
      No global mutable state. One loop per thread: a loop and everything on

@@ -409,7 +409,7 @@ static void world_free(world *w) {
 
 static client *connect_with(world *w, const char *url, const zk_http_header *headers, size_t nheaders,
                             const zk_loopback_opts *fault) {
-    zk_client_opts o;
+    zk_conn_opts o;
     client *cl;
     int err = 1;
     if (w->ncli >= MAX_CLIENTS) abort();
@@ -2239,7 +2239,7 @@ TEST(each_allocation_can_fail_in_the_app) {
         if (w->app) {
             for (j = 0; j < 2; j++) {
                 client *c = &w->cli[w->ncli++];
-                zk_client_opts o;
+                zk_conn_opts o;
                 memset(&o, 0, sizeof o);
                 o.url = "ws://loopback/";
                 o.cb.on_open = cl_open;

@@ -343,8 +343,8 @@ static void server_new(world *w, const zk_server_opts *o) {
     CHECK(zk_server_loop(w->server) == w->loop);
 }
 
-static zk_client_opts client_opts(const char *url) {
-    zk_client_opts o;
+static zk_conn_opts client_opts(const char *url) {
+    zk_conn_opts o;
     memset(&o, 0, sizeof o);
     o.url = url;
     o.cb = callbacks();
@@ -357,7 +357,7 @@ static side *new_client_side(world *w) {
 }
 
 /* A loopback client; its side is its zk_conn_data. */
-static side *connect_lb(world *w, zk_client_opts *o, const zk_loopback_opts *fault) {
+static side *connect_lb(world *w, zk_conn_opts *o, const zk_loopback_opts *fault) {
     side *sd = new_client_side(w);
     int err = 1;
     o->data = sd;
@@ -369,15 +369,15 @@ static side *connect_lb(world *w, zk_client_opts *o, const zk_loopback_opts *fau
 }
 
 static side *connect_lb_url(world *w, const char *url, const zk_loopback_opts *fault) {
-    zk_client_opts o = client_opts(url);
+    zk_conn_opts o = client_opts(url);
     return connect_lb(w, &o, fault);
 }
 
-static side *connect_tcp(world *w, zk_client_opts *o) {
+static side *connect_tcp(world *w, zk_conn_opts *o) {
     side *sd = new_client_side(w);
     int err = 1;
     o->data = sd;
-    sd->conn = zk_client_connect(w->loop, o, &err);
+    sd->conn = zk_conn_connect(w->loop, o, &err);
     CHECK(sd->conn != NULL);
     CHECK_EQ_INT(err, 0);
     return sd;
@@ -684,7 +684,7 @@ TEST(subprotocol_is_negotiated_on_both_ends) {
     static const char *const other_protos[] = {"chat.v9"};
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
-    zk_client_opts co;
+    zk_conn_opts co;
     side *c, *d, *e;
     so.protocols = server_protos;
     so.protocol_count = 2;
@@ -857,7 +857,7 @@ TEST(plain_http_request_without_on_http_gets_426) {
 TEST(on_open_sees_the_query_string_and_headers) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
-    zk_client_opts co;
+    zk_conn_opts co;
     zk_http_header h[2];
     side *s;
     char v[64];
@@ -951,7 +951,7 @@ TEST(messages_sent_in_on_open_arrive_right_after_open) {
 TEST(open_connection_outlives_the_connect_timeout) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
-    zk_client_opts co;
+    zk_conn_opts co;
     side *c;
     so.idle_timeout_ms = 3600000;
     server_new(w, &so);
@@ -970,7 +970,7 @@ TEST(open_connection_outlives_the_connect_timeout) {
 TEST(client_connect_timeout_when_the_server_never_answers) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
-    zk_client_opts co;
+    zk_conn_opts co;
     zk_loopback_opts lo;
     side *c;
     memset(&lo, 0, sizeof lo);
@@ -1526,7 +1526,7 @@ TEST(messages_from_the_peer_still_arrive_while_closing) {
 TEST(close_the_peer_never_answers_times_out_with_1006) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
-    zk_client_opts co;
+    zk_conn_opts co;
     side *c, *s;
     uint64_t t0;
     so.idle_timeout_ms = 60000;
@@ -1915,7 +1915,7 @@ TEST(shutdown_closes_every_client_with_1001) {
     CHECK_EQ_INT(zk_server_connections(w->server), 0);
     /* no new connections */
     {
-        zk_client_opts co = client_opts("ws://loopback/");
+        zk_conn_opts co = client_opts("ws://loopback/");
         zk_conn *late = zk_loopback_connect(w->server, &co, NULL, &err);
         CHECK(late == NULL);
         CHECK(err < 0);
@@ -2085,7 +2085,7 @@ TEST(message_over_max_message_closes_with_1009) {
 TEST(client_max_message_limits_what_the_server_sends) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
-    zk_client_opts co;
+    zk_conn_opts co;
     unsigned char m[600];
     side *c;
     server_new(w, &so);
@@ -2106,7 +2106,7 @@ TEST(client_max_message_limits_what_the_server_sends) {
 TEST(fault_injection_refuses_tcp_connections) {
     world *w = world_new(0);
     zk_server_opts so = server_opts(w);
-    zk_client_opts co;
+    zk_conn_opts co;
     side *c;
     char url[64];
     server_new(w, &so);
@@ -2130,7 +2130,7 @@ TEST(fault_injection_refuses_tcp_connections) {
 static int tcp_echo(const char *host, const char *url_host) {
     world *w = world_new(0);
     zk_server_opts so = server_opts(w);
-    zk_client_opts co;
+    zk_conn_opts co;
     side *c, *s;
     char url[128], peer[80], want[80];
     static const size_t sizes[] = {0, 125, 126, 65536, (size_t)1 << 20};
@@ -2241,7 +2241,7 @@ TEST(tcp_listen_reports_address_in_use) {
 
 TEST(tcp_connection_refused_gives_1006_without_open) {
     world *w = world_new(0);
-    zk_client_opts co;
+    zk_conn_opts co;
     struct sockaddr_in a;
     socklen_t len = sizeof a;
     char url[64];
@@ -2268,18 +2268,18 @@ TEST(tcp_connection_refused_gives_1006_without_open) {
 
 TEST(tcp_bad_urls_are_refused_at_once) {
     zk_loop *loop = new_loop(0);
-    zk_client_opts co;
+    zk_conn_opts co;
     static const char *const bad[] = {"http://127.0.0.1/", "ws://", "ws://127.0.0.1:99999/",
                                       "ws://127.0.0.1:0/", "ws://[::1/", "ws://127.0.0.1:80x/"};
     int i, err;
     for (i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
         co = client_opts(bad[i]);
         err = 0;
-        CHECK(zk_client_connect(loop, &co, &err) == NULL);
+        CHECK(zk_conn_connect(loop, &co, &err) == NULL);
         CHECK_EQ_INT(err, ZK_EINVAL);
     }
     co = client_opts(NULL);
-    CHECK(zk_client_connect(loop, &co, NULL) == NULL);
+    CHECK(zk_conn_connect(loop, &co, NULL) == NULL);
     zk_loop_free(loop);
     CHECK_ALL_FREED();
 }
@@ -2287,7 +2287,7 @@ TEST(tcp_bad_urls_are_refused_at_once) {
 TEST(tcp_client_connect_timeout_covers_the_upgrade) {
     /* a listener that accepts (the kernel does) but never answers */
     world *w = world_new(0);
-    zk_client_opts co;
+    zk_conn_opts co;
     struct sockaddr_in a;
     socklen_t len = sizeof a;
     char url[64];
@@ -2437,14 +2437,14 @@ TEST(tcp_100_clients_each_echo_100_messages) {
     CHECK_EQ_INT(zk_server_listen(w->server), 0);
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", zk_server_port(w->server));
     for (i = 0; i < CLIENTS; i++) {
-        zk_client_opts co = client_opts(url);
+        zk_conn_opts co = client_opts(url);
         side *sd;
         co.cb.on_open = on_open_send_100;
         sd = new_client_side(w);
         sd->seq_check = 1;
         sd->close_after = 100;
         co.data = sd;
-        sd->conn = zk_client_connect(w->loop, &co, NULL);
+        sd->conn = zk_conn_connect(w->loop, &co, NULL);
         CHECK(sd->conn != NULL);
     }
     {
@@ -2484,12 +2484,12 @@ TEST(tcp_max_connections_turns_extra_clients_away) {
     CHECK_EQ_INT(zk_server_listen(w->server), 0);
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", zk_server_port(w->server));
     for (i = 0; i < 2; i++) {
-        zk_client_opts co = client_opts(url);
+        zk_conn_opts co = client_opts(url);
         c[i] = connect_tcp(w, &co);
     }
     RUN_UNTIL(w->loop, c[0]->opens && c[1]->opens, 3000);
     {
-        zk_client_opts co = client_opts(url);
+        zk_conn_opts co = client_opts(url);
         c[2] = connect_tcp(w, &co);
     }
     RUN_UNTIL(w->loop, c[2]->closes || c[2]->opens, 3000);
@@ -2507,7 +2507,7 @@ TEST(tcp_server_freed_with_open_connections) {
     zk_server_opts so = server_opts(w);
     char url[64];
     side *c;
-    zk_client_opts co;
+    zk_conn_opts co;
     server_new(w, &so);
     CHECK_EQ_INT(zk_server_listen(w->server), 0);
     snprintf(url, sizeof url, "ws://127.0.0.1:%d/", zk_server_port(w->server));

@@ -256,7 +256,7 @@ static void pump(void) {
 }
 
 static void connect_client(void) {
-    zk_client_opts o;
+    zk_conn_opts o;
     zk_app_stats st;
     int err = 1;
     memset(&o, 0, sizeof o);

@@ -125,7 +125,7 @@ static int wait_for(const int *flag, uint32_t ms) {
 
 /* A fresh connection to url; NULL after reporting why not. */
 static zk_conn *connect_to(const char *name) {
-    zk_client_opts o;
+    zk_conn_opts o;
     int err = 0;
     memset(&o, 0, sizeof o);
     o.url = url;
@@ -136,7 +136,7 @@ static zk_conn *connect_to(const char *name) {
     o.cb.on_close = on_close;
     o.cb.on_pong = on_pong;
     st.opened = st.closed = 0;
-    st.conn = zk_client_connect(loop, &o, &err);
+    st.conn = zk_conn_connect(loop, &o, &err);
     if (!st.conn) {
         report(name, zk_strerror(err));
         return NULL;
