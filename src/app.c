@@ -1100,6 +1100,24 @@ ZK__PRIVATE void zk__app_close(zk_conn *c, int code, zk_str reason, int clean) {
     zk__member_free(m);
 }
 
+/* {"type":"__pong"} with the ping's payload: browsers cannot send ping
+   frames, so their clients ping with messages. */
+ZK__PRIVATE void zk__app_pong(zk_app *app, zk_conn *c, zk_value payload) {
+    zk_writer *w = &app->envelope;
+    zk_str out;
+    zk_writer_reset(w);
+    zk_write_object(w);
+    zk_write_key(w, "type");
+    zk_write_str(w, "__pong");
+    if (zk_value_type(payload)) {
+        zk_write_key(w, "payload");
+        zk_write_value(w, payload);
+    }
+    zk_write_end(w);
+    out = zk_writer_result(w);
+    if (out.ptr) zk__app_send_text(app, c, out);
+}
+
 /* Answers an envelope that never reached a route. */
 ZK__PRIVATE void zk__app_reject(zk_request *r, const char *code, const char *message) {
     zk_str none = {NULL, 0};
@@ -1179,6 +1197,10 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     }
     r.type = zk_value_str(v);
     r.payload = zk_value_get(root, "payload");
+    if (r.type.len == 6 && memcmp(r.type.ptr, "__ping", 6) == 0) { /* a browser's heartbeat */
+        zk__app_pong(app, c, r.payload);
+        return;
+    }
     r.is_auth = app->opts.require_auth && r.type.len == 6 && memcmp(r.type.ptr, "__auth", 6) == 0;
     if (!m->authed && !r.is_auth) { /* (authed is 1 without require_auth) */
         zk__app_reject(&r, ZK_CODE_UNAUTHORIZED, "authenticate first (__auth)");

@@ -11,7 +11,10 @@
                          {"type":"chat.message","payload":{...}}
    A message with an rpcId is a call and always gets exactly one answer
    (__rpc_res or __rpc_err); one without is an event, answered only when it
-   fails (__error). zk_router_call invokes a route with no network at all.
+   fails (__error). {"type":"__ping"} is answered {"type":"__pong"} (with the
+   same payload), before authentication and without routing: the heartbeat
+   of browser clients, which cannot send ping frames. zk_router_call invokes
+   a route with no network at all.
 
    Limits: a route name at most ZK_ROUTE_MAX_NAME bytes of letters, digits,
    '_', '-', in '.'-separated non-empty parts; an rpcId a string of at most

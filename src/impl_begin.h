@@ -1,4 +1,4 @@
-#include "app.h"
+#include "client.h"
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-#include "app.c"
+#include "client.c"
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */
 

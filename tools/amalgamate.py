@@ -26,6 +26,7 @@ PARTS = [
     "src/net.h",
     "src/value.h",
     "src/app.h",
+    "src/client.h",
     # implementation (under ZOCKET_IMPLEMENTATION)
     "src/impl_begin.h",
     "src/common.c",
@@ -38,6 +39,7 @@ PARTS = [
     "src/net.c",
     "src/json.c",
     "src/app.c",
+    "src/client.c",
     "src/impl_end.h",
 ]
 
