@@ -1311,10 +1311,10 @@ ZK_API void zk_app_get_stats(const zk_app *app, zk_app_stats *out);
    loop's thread; with a virtual-clock loop and a loopback server (opts.
    loopback) every schedule is deterministic.
 
-   Reconnection follows the close code: 1000 from us (zk_client_close) ends
-   it; 1008 (policy) and 4500-4999 (e.g. unauthorized) stop it; anything
-   else - 1001 going away, 1006 dropped, 1011, 1012, 4000-4499, a failed
-   connect - schedules another attempt. Attempt k (from 1) waits a random
+   Reconnection follows the close code: 1000 (a normal close, by either
+   side: the server meant it), 1008 (policy) and 4500-4999 (e.g.
+   unauthorized) end it; anything else - 1001 going away, 1006 dropped,
+   1011, 1012, 4000-4499, a failed connect - schedules another attempt. Attempt k (from 1) waits a random
    time in [0, min(backoff_max_ms, backoff_base_ms * 2^(k-1))] ("full
    jitter"); after 1001 or 1012 (a server going away or restarting), the
    first attempt waits a random time in [0, restart_spread_ms] instead, so
@@ -8519,7 +8519,7 @@ ZK__PRIVATE void zk__client_on_pong(zk_conn *conn, zk_str data) {
 
 /* Codes after which trying again cannot help. */
 ZK__PRIVATE int zk__close_final(int code) {
-    return code == ZK_CLOSE_POLICY || (code >= 4500 && code <= 4999);
+    return code == ZK_CLOSE_NORMAL || code == ZK_CLOSE_POLICY || (code >= 4500 && code <= 4999);
 }
 
 /* Calls in flight when the connection went: idempotent ones are sent again

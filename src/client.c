@@ -807,7 +807,7 @@ ZK__PRIVATE void zk__client_on_pong(zk_conn *conn, zk_str data) {
 
 /* Codes after which trying again cannot help. */
 ZK__PRIVATE int zk__close_final(int code) {
-    return code == ZK_CLOSE_POLICY || (code >= 4500 && code <= 4999);
+    return code == ZK_CLOSE_NORMAL || code == ZK_CLOSE_POLICY || (code >= 4500 && code <= 4999);
 }
 
 /* Calls in flight when the connection went: idempotent ones are sent again
