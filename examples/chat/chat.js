@@ -1,6 +1,10 @@
 // The chat page: one name per connection, one room at a time.
 // ?name=NAME in the page's URL connects at once; ?room=ROOM picks the first
 // room (default "lobby"). The page joins its room on every (re)connect.
+// ?ping=MS and ?pongTimeout=MS set the heartbeat (zocket.js's pingIntervalMs
+// and pongTimeoutMs; defaults 15000 and 5000): the tests make them short.
+// #status reads "connected", "reconnecting" (the connection dropped; waiting
+// for or making another attempt) or "disconnected".
 import { connect } from "./zocket.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,9 +16,18 @@ let joined = null; // the room the server confirmed
 let members = [];
 let joinSeq = 0;
 
-function setStatus(connected) {
-  $("status").textContent = connected ? "connected" : "disconnected";
-  $("status").classList.toggle("on", connected);
+// state: zocket.js's client.state
+function setStatus(state) {
+  const text = state === "open" ? "connected" : state === "reconnecting" ? state : "disconnected";
+  $("status").textContent = text;
+  $("status").classList.toggle("on", text === "connected");
+  $("status").classList.toggle("retry", text === "reconnecting");
+}
+
+// a positive integer of milliseconds from the page's URL, or undefined
+function msParam(key) {
+  const n = Number(params.get(key));
+  return Number.isInteger(n) && n > 0 ? n : undefined;
 }
 
 function note(text) {
@@ -87,7 +100,8 @@ async function join(target) {
     refreshRooms();
   } catch (err) {
     if (seq !== joinSeq) return;
-    room = joined;
+    if (err.code === "DISCONNECTED") return; // joins target again when the connection opens
+    if (err.code !== "TIMEOUT") room = joined; // refused: back to the confirmed room
     note(`join ${target}: ${err.code} ${err.message}`);
   }
 }
@@ -97,20 +111,23 @@ function start(name) {
   joined = null;
   members = [];
   renderMembers();
-  setStatus(false);
+  setStatus("connecting");
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const url = `${scheme}://${location.host}/ws?name=${encodeURIComponent(name)}`;
   const c = connect(url, {
+    pingIntervalMs: msParam("ping"),
+    pongTimeoutMs: msParam("pongTimeout"),
+    onState(state) {
+      if (c === client) setStatus(state);
+    },
     onOpen() {
       if (c !== client) return;
-      setStatus(true);
       note(`connected as ${name}`);
       if (room) join(room);
       else refreshRooms();
     },
     onClose({ code, reconnectIn }) {
       if (c !== client) return;
-      setStatus(false);
       joined = null;
       members = [];
       renderMembers();

@@ -3,6 +3,7 @@
 //   import { connect } from "./zocket.js";
 //   const client = connect("ws://127.0.0.1:8080/ws?name=ada", {
 //     onOpen() { ... }, onClose({ code, reason, reconnectIn }) { ... },
+//     onState(state) { ... },   // "connecting" | "open" | "reconnecting" | "closed"
 //   });
 //   client.on("chat.message", (payload) => { ... });       // server events
 //   client.emit("chat.typing", { room: "lobby" });          // an event: no answer
@@ -19,6 +20,25 @@
 // after close() and after close codes 1008 (policy) and 4500-4999 (the
 // server says: do not come back). A browser reports an HTTP refusal of the
 // upgrade (401, 404) as 1006, like a network error, so that one is retried.
+//
+// Heartbeat: browsers cannot send WebSocket ping frames, so every
+// pingIntervalMs the client sends {"type":"__ping","payload":N}, which a
+// Zocket server answers {"type":"__pong","payload":N} (__pong is not given to
+// listeners). When nothing at all (a __pong or any other message) has come
+// pongTimeoutMs after a ping, the connection is taken for dead: it is closed
+// with 4000 "heartbeat timeout" and onClose is called at once (not after the
+// browser's closing handshake, which waits for a peer that may never answer)
+// and the client reconnects as after any drop. An attempt that is not open
+// after connectTimeoutMs is abandoned the same way (code 4001) and retried: a
+// stopped server's kernel may accept the TCP connection and never answer.
+//
+// Options of connect() (defaults in DEFAULTS below): protocols, baseDelayMs,
+// maxDelayMs, timeoutMs, reconnect, pingIntervalMs (0: no heartbeat),
+// pongTimeoutMs, connectTimeoutMs (0: the browser's own), onOpen, onClose,
+// onState; an option given as undefined takes its default. client.state is
+// the last state given to onState (called on changes only): "connecting"
+// (the first attempt), "open", "reconnecting" (waiting for or making another
+// attempt after a close or a failed attempt), "closed" (for good).
 
 export class ZocketError extends Error {
   constructor(code, message, data) {
@@ -35,8 +55,12 @@ const DEFAULTS = {
   maxDelayMs: 10000,
   timeoutMs: 10000, // a call's default timeout
   reconnect: true,
+  pingIntervalMs: 15000, // a __ping this often (0: no heartbeat)
+  pongTimeoutMs: 5000, // no message this long after a __ping: the connection is dead
+  connectTimeoutMs: 10000, // an attempt not open by then is abandoned
   onOpen: null, // () => {}
   onClose: null, // ({code, reason, reconnectIn}) => {}; reconnectIn is -1 when it stops
+  onState: null, // (state) => {}; see client.state
 };
 
 export function connect(url, options) {
@@ -46,7 +70,9 @@ export function connect(url, options) {
 export class ZocketClient {
   constructor(url, options) {
     this.url = url;
-    this.options = { ...DEFAULTS, ...options };
+    this.options = { ...DEFAULTS };
+    for (const [key, value] of Object.entries(options || {}))
+      if (value !== undefined) this.options[key] = value; // undefined: the default
     this.ws = null;
     this.handlers = new Map(); // type -> Set of handlers
     this.pending = new Map(); // rpcId -> {resolve, reject, timer}
@@ -54,6 +80,10 @@ export class ZocketClient {
     this.attempt = 0;
     this.retryTimer = null;
     this.stopped = false;
+    this.state = "connecting";
+    this.pingTimer = null; // the heartbeat's interval, while open
+    this.pongTimer = null; // the deadline of an unanswered __ping, or of an attempt
+    this.pingCount = 0;
     this.open();
   }
 
@@ -103,8 +133,10 @@ export class ZocketClient {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     this.retryTimer = null;
+    this.stopTimers();
     if (this.ws) this.ws.close(code, reason);
     this.failPending("closed by the client");
+    this.setState("closed");
   }
 
   // ---- inside ----
@@ -113,19 +145,59 @@ export class ZocketClient {
     this.retryTimer = null;
     const ws = new WebSocket(this.url, this.options.protocols);
     this.ws = ws;
+    const { connectTimeoutMs, pingIntervalMs } = this.options;
+    if (connectTimeoutMs > 0)
+      this.pongTimer = setTimeout(() => this.drop(4001, "connect timeout"), connectTimeoutMs);
     ws.onopen = () => {
+      this.stopTimers();
       this.attempt = 0;
+      if (pingIntervalMs > 0) this.pingTimer = setInterval(() => this.ping(), pingIntervalMs);
+      this.setState("open");
       if (this.options.onOpen) this.options.onOpen();
     };
     ws.onmessage = (event) => this.receive(event.data);
+    ws.onerror = () => {}; // a close event follows (Node's ws package throws without a handler)
     ws.onclose = (event) => {
-      if (this.ws !== ws) return;
-      this.ws = null;
-      this.failPending(`connection closed (${event.code})`);
-      const reconnectIn = this.scheduleReconnect(event.code);
-      if (this.options.onClose)
-        this.options.onClose({ code: event.code, reason: event.reason, reconnectIn });
+      if (this.ws === ws) this.closed(event.code, event.reason);
     };
+  }
+
+  ping() {
+    if (!this.send({ type: "__ping", payload: this.pingCount++ })) return;
+    if (this.pongTimer === null && this.options.pongTimeoutMs > 0)
+      this.pongTimer = setTimeout(() => this.drop(4000, "heartbeat timeout"),
+                                  this.options.pongTimeoutMs);
+  }
+
+  // Gives up on this.ws without waiting for its close event.
+  drop(code, reason) {
+    const ws = this.ws;
+    this.pongTimer = null;
+    if (!ws) return;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.close(code, reason);
+    this.closed(code, reason);
+  }
+
+  closed(code, reason) {
+    this.ws = null;
+    this.stopTimers();
+    this.failPending(`connection closed (${code})`);
+    const reconnectIn = this.scheduleReconnect(code);
+    this.setState(reconnectIn >= 0 ? "reconnecting" : "closed");
+    if (this.options.onClose) this.options.onClose({ code, reason, reconnectIn });
+  }
+
+  stopTimers() {
+    clearInterval(this.pingTimer);
+    clearTimeout(this.pongTimer);
+    this.pingTimer = this.pongTimer = null;
+  }
+
+  setState(state) {
+    if (state === this.state) return;
+    this.state = state;
+    if (this.options.onState) this.options.onState(state);
   }
 
   // Returns the delay before the next attempt, or -1 when there is none.
@@ -147,6 +219,10 @@ export class ZocketClient {
   }
 
   receive(text) {
+    if (this.pingTimer !== null) { // anything at all shows the connection is alive
+      clearTimeout(this.pongTimer);
+      this.pongTimer = null;
+    }
     let msg;
     try {
       msg = JSON.parse(text);
@@ -154,6 +230,7 @@ export class ZocketClient {
       return; // not JSON (a binary frame, a MessagePack peer): not ours
     }
     if (msg === null || typeof msg !== "object" || typeof msg.type !== "string") return;
+    if (msg.type === "__pong") return;
     if (msg.type === "__rpc_res" || msg.type === "__rpc_err") {
       const call = this.pending.get(String(msg.rpcId));
       if (!call) return; // timed out already

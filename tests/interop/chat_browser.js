@@ -8,9 +8,10 @@
 // connects at once; #name and #connect connect by hand; #room and #join join
 // a room; #text and #send send; #messages has one child per message whose
 // text contains "from: text"; #members lists the room's members; #status
-// reads "connected" or "disconnected". Prints one "ok NAME" or "FAIL NAME:
-// why" line per check and exits non-zero if any failed. Every wait is
-// bounded; CHROMIUM overrides the browser's path.
+// reads "connected", "reconnecting" or "disconnected". Prints one "ok NAME" or
+// "FAIL NAME: why" line per check and exits non-zero if any failed. Every
+// wait is bounded; CHROMIUM overrides the browser's path. The helpers are
+// exported for chat_browser_restart.js.
 'use strict';
 const path = require('path');
 const { chromium } = require(path.join(__dirname, 'node', 'node_modules', 'playwright-core'));
@@ -59,12 +60,12 @@ const statusOf = (page) => page.evaluate(() => {
   return s ? s.textContent.trim() : null;
 });
 
-async function waitStatus(page, want) {
+async function waitStatus(page, want, ms = WAIT_MS) {
   try {
     await page.waitForFunction((w) => {
       const s = document.querySelector('#status');
       return s && s.textContent.trim() === w;
-    }, want, { timeout: WAIT_MS });
+    }, want, { timeout: ms });
   } catch (e) {
     throw new Error(`#status is ${JSON.stringify(await statusOf(page))}, want ${JSON.stringify(want)}`);
   }
@@ -219,7 +220,14 @@ async function main() {
   }
 }
 
-main().then(() => process.exit(failures ? 1 : 0), (e) => {
-  console.log(`FAIL unexpected error: ${e && e.stack ? e.stack.split('\n')[0] : e}`);
-  process.exit(1);
-});
+module.exports = {
+  WAIT_MS, CHROMIUM, check, withTimeout, statusOf, waitStatus, waitMembers, waitMessage,
+  countMessage, send, failures: () => failures,
+};
+
+if (require.main === module) {
+  main().then(() => process.exit(failures ? 1 : 0), (e) => {
+    console.log(`FAIL unexpected error: ${e && e.stack ? e.stack.split('\n')[0] : e}`);
+    process.exit(1);
+  });
+}
