@@ -1,11 +1,15 @@
 #include "app.c"
 /* >>client implementation: states, backoff, heartbeat, calls, queue, cache - */
 
+/* Someone waiting for a call's answer, until its own deadline: identical
+   calls share one request, not their timeouts. */
 typedef struct zk__waiter {
     struct zk__waiter *next;
+    struct zk__msg *msg;
     zk_result_fn done;
     void *user;
     void (*undo)(zk_client *client, void *user);
+    zk_timer timer;
 } zk__waiter;
 
 /* A message on its way: an event, or a call (rpc set) waiting in the
@@ -29,7 +33,7 @@ typedef struct zk__msg {
 typedef struct zk__listener {
     struct zk__listener *next;
     char *type;
-    zk_listener_fn fn;
+    zk_listener_fn fn;            /* NULL: taken off during a dispatch, freed after it */
     void *user;
 } zk__listener;
 
@@ -73,6 +77,7 @@ struct zk_client {
     zk__rejoin *rejoins;
     zk__listener *listeners;
     uint64_t next_rpc, unhandled;
+    int dispatching;              /* listeners running: zk_client_off only marks */
     zk_doc doc, scratch;
     zk_writer w;
     char *buf;                    /* for parsing copies */
@@ -233,6 +238,7 @@ ZK__PRIVATE void zk__msg_free(zk__msg *m) {
     zk__waiter *w = m->waiters;
     while (w) {
         zk__waiter *next = w->next;
+        zk_timer_stop(&w->timer);
         ZK_FREE(w);
         w = next;
     }
@@ -295,6 +301,7 @@ ZK__PRIVATE void zk__call_finish(zk_client *c, zk__msg *m, const zk_result *r) {
     m->waiters = NULL;
     while (w) {
         zk__waiter *next = w->next;
+        zk_timer_stop(&w->timer);
         if (!r->ok && w->undo) w->undo(c, w->user);
         if (w->done) w->done(c, r, w->user);
         ZK_FREE(w);
@@ -348,7 +355,8 @@ ZK__PRIVATE int zk__client_send(zk_client *c, zk__msg *m, int front) {
     return 0;
 }
 
-/* A new call message for key; not yet sent or registered. */
+/* A new call message for key; not yet sent. timeout_ms 0: no deadline of
+   its own (its waiters have theirs). */
 ZK__PRIVATE zk__msg *zk__call_new(zk_client *c, char *key, size_t type_len, uint32_t timeout_ms) {
     zk__msg *m = (zk__msg *)ZK_MALLOC(sizeof *m);
     if (!m) return NULL;
@@ -365,8 +373,7 @@ ZK__PRIVATE zk__msg *zk__call_new(zk_client *c, char *key, size_t type_len, uint
         return NULL;
     }
     zk_timer_init(c->loop, &m->timer, zk__call_timeout, m);
-    if (zk_timer_start(&m->timer, timeout_ms ? timeout_ms : c->opts.call_timeout_ms ? c->opts.call_timeout_ms : 10000,
-                       0) < 0) {
+    if (timeout_ms && zk_timer_start(&m->timer, timeout_ms, 0) < 0) {
         zk__map_del(&c->rpcs, m->rpc, strlen(m->rpc));
         ZK_FREE(m->json);
         ZK_FREE(m);
@@ -375,13 +382,43 @@ ZK__PRIVATE zk__msg *zk__call_new(zk_client *c, char *key, size_t type_len, uint
     return m;
 }
 
-ZK__PRIVATE int zk__add_waiter(zk__msg *m, zk_result_fn done, void *user, void (*undo)(zk_client *, void *)) {
+/* A waiter's deadline: it alone gets TIMEOUT; a request nobody waits for
+   any more is dropped (its late answer with it). */
+ZK__PRIVATE void zk__waiter_timeout(zk_timer *t) {
+    zk__waiter *w = (zk__waiter *)t->data, **p;
+    zk__msg *m = w->msg;
+    zk_client *c = m->client;
+    zk_result r;
+    for (p = &m->waiters; *p && *p != w; p = &(*p)->next) {}
+    if (*p) *p = w->next;
+    if (!m->waiters && !m->background) {
+        zk__call_detach(c, m);
+        zk__msg_free(m);
+    }
+    memset(&r, 0, sizeof r);
+    r.code = zk_str_c(ZK_CODE_TIMEOUT);
+    r.message = zk_str_c("no answer in time");
+    if (w->undo) w->undo(c, w->user);
+    if (w->done) w->done(c, &r, w->user);
+    ZK_FREE(w);
+}
+
+ZK__PRIVATE int zk__add_waiter(zk__msg *m, zk_result_fn done, void *user, void (*undo)(zk_client *, void *),
+                               uint32_t timeout_ms) {
+    zk_client *c = m->client;
     zk__waiter *w = (zk__waiter *)ZK_MALLOC(sizeof *w), **tail = &m->waiters;
     if (!w) return ZK_ENOMEM;
     w->next = NULL;
+    w->msg = m;
     w->done = done;
     w->user = user;
     w->undo = undo;
+    zk_timer_init(c->loop, &w->timer, zk__waiter_timeout, w);
+    if (zk_timer_start(&w->timer, timeout_ms ? timeout_ms : c->opts.call_timeout_ms ? c->opts.call_timeout_ms : 10000,
+                       0) < 0) {
+        ZK_FREE(w);
+        return ZK_ENOMEM;
+    }
     while (*tail) tail = &(*tail)->next;
     *tail = w;
     return 0;
@@ -485,10 +522,10 @@ ZK_API int zk_client_call(zk_client *c, const char *type, const char *payload, s
                 m->cacheable = 1;
                 m->ttl_ms = opts->cache_ttl_ms;
             }
-            return zk__add_waiter(m, done, user, opts->undo);
+            return zk__add_waiter(m, done, user, opts->undo, opts->timeout_ms);
         }
     }
-    m = zk__call_new(c, key, type_len, opts->timeout_ms);
+    m = zk__call_new(c, key, type_len, 0);
     if (!m) {
         ZK_FREE(key);
         return ZK_ENOMEM;
@@ -496,7 +533,7 @@ ZK_API int zk_client_call(zk_client *c, const char *type, const char *payload, s
     m->idempotent = opts->idempotent;
     m->cacheable = opts->cacheable;
     m->ttl_ms = opts->cache_ttl_ms;
-    if (zk__add_waiter(m, done, user, opts->undo) < 0) {
+    if (zk__add_waiter(m, done, user, opts->undo, opts->timeout_ms) < 0) {
         zk__map_del(&c->rpcs, m->rpc, strlen(m->rpc));
         zk__msg_free(m);
         return ZK_ENOMEM;
@@ -627,7 +664,11 @@ ZK_API int zk_client_off(zk_client *c, const char *type, zk_listener_fn fn, void
     if (!c || !type) return ZK_EINVAL;
     for (p = &c->listeners; *p; p = &(*p)->next) {
         zk__listener *l = *p;
-        if (l->fn == fn && l->user == user && strcmp(l->type, type) == 0) {
+        if (l->fn && l->fn == fn && l->user == user && strcmp(l->type, type) == 0) {
+            if (c->dispatching) { /* the dispatch loop may hold it: freed after */
+                l->fn = NULL;
+                return 0;
+            }
             *p = l->next;
             ZK_FREE(l->type);
             ZK_FREE(l);
@@ -638,16 +679,26 @@ ZK_API int zk_client_off(zk_client *c, const char *type, zk_listener_fn fn, void
 }
 
 ZK__PRIVATE void zk__client_event(zk_client *c, zk_str type, zk_value payload) {
-    zk__listener *l, *next;
+    zk__listener *l, **p;
     int heard = 0;
-    for (l = c->listeners; l; l = next) {
-        next = l->next; /* a listener may take itself off */
-        if ((l->type[0] == '*' && !l->type[1]) ||
-            (strlen(l->type) == type.len && memcmp(l->type, type.ptr, type.len) == 0)) {
+    c->dispatching++;
+    for (l = c->listeners; l; l = l->next) /* listeners added now run too */
+        if (l->fn && ((l->type[0] == '*' && !l->type[1]) ||
+                      (strlen(l->type) == type.len && memcmp(l->type, type.ptr, type.len) == 0))) {
             heard = 1;
             l->fn(c, type, payload, l->user);
         }
-    }
+    if (--c->dispatching == 0)
+        for (p = &c->listeners; *p;) {
+            l = *p;
+            if (l->fn) {
+                p = &l->next;
+                continue;
+            }
+            *p = l->next;
+            ZK_FREE(l->type);
+            ZK_FREE(l);
+        }
     if (!heard) c->unhandled++;
 }
 
@@ -690,11 +741,22 @@ ZK__PRIVATE void zk__client_ready(zk_client *c) {
     if (c->state != ZK_CLIENT_OPEN || !c->conn) return;
     for (j = c->rejoins; j; j = j->next) {
         zk__msg *m = zk__client_internal(c, j->key, j->type_len, 0);
-        if (m) zk__add_waiter(m, j->done, j->user, NULL);
+        if (m && zk__add_waiter(m, j->done, j->user, NULL, 0) < 0) {
+            zk__call_detach(c, m);
+            zk__msg_free(m);
+        }
+    }
+    if (reconnect) {
+        zk__cached *next;
+        for (e = c->cache; e; e = next) { /* expired entries are not brought back */
+            next = e->next;
+            if (zk_loop_now(c->loop) >= e->expires) zk__cache_remove(c, e);
+        }
     }
     if (reconnect)
         for (e = c->cache; e; e = e->next) {
-            zk__msg *m = zk__client_internal(c, e->key, e->type_len, 0);
+            zk__msg *m = zk__client_internal(c, e->key, e->type_len,
+                                             c->opts.call_timeout_ms ? c->opts.call_timeout_ms : 10000);
             if (m) {
                 m->background = 1;
                 m->cacheable = 1;

@@ -10,9 +10,9 @@
    loopback) every schedule is deterministic.
 
    Reconnection follows the close code: 1000 (a normal close, by either
-   side: the server meant it), 1008 (policy) and 4500-4999 (e.g.
-   unauthorized) end it; anything else - 1001 going away, 1006 dropped,
-   1011, 1012, 4000-4499, a failed connect - schedules another attempt. Attempt k (from 1) waits a random
+   side), 1008 (policy) and 4500-4999 (e.g. unauthorized) end it; anything
+   else - 1001 going away, 1006 dropped, 1011, 1012, 4000-4499, a failed
+   connect - schedules another attempt. Attempt k (from 1) waits a random
    time in [0, min(backoff_max_ms, backoff_base_ms * 2^(k-1))] ("full
    jitter"); after 1001 or 1012 (a server going away or restarting), the
    first attempt waits a random time in [0, restart_spread_ms] instead, so
@@ -70,8 +70,10 @@ typedef struct zk_client_opts {
     size_t protocol_count;
     const char *auth;               /* JSON payload of an __auth call made first on
                                        every connection; NULL: none. Until it
-                                       succeeds the client is not open; its
-                                       failure closes the client */
+                                       succeeds the client is not open; an error
+                                       answer closes the client, no answer in
+                                       auth_timeout_ms drops the connection and
+                                       tries again */
     uint32_t auth_timeout_ms;       /* 0: 10000 */
     int no_reconnect;               /* 1: a dropped connection closes the client */
     uint32_t backoff_base_ms;       /* 0: 500 */
@@ -131,10 +133,13 @@ ZK_API zk_loop *zk_client_loop(const zk_client *client);
 
 /* Calls type with payload (JSON text, NULL for none). done (may be NULL)
    gets exactly one result - before this returns when it comes from the
-   cache. Sent now when open, else queued. Do not zk_client_free the client
-   from its own callbacks (zk_client_close is fine). Returns 0,
-   ZK_EINVAL (bad type or payload), ZK_ENOSPACE (the offline queue is full:
-   nothing queued, done not called), ZK_ECLOSED (closed), ZK_ENOMEM. */
+   cache. Sent now when open, else queued; the timeout runs from now, queued
+   or not. Identical calls in flight share one request, each with its own
+   timeout. Do not zk_client_free the client from its own callbacks
+   (zk_client_close is fine). Returns 0, ZK_EINVAL (bad type or payload),
+   ZK_ENOSPACE (the offline queue is full: nothing queued, done not called),
+   ZK_EBACKPRESSURE (open, but the connection's write limit is reached),
+   ZK_ECLOSED (closed), ZK_ENOMEM. */
 ZK_API int zk_client_call(zk_client *client, const char *type, const char *payload, size_t payload_len,
                           const zk_call_opts *opts, zk_result_fn done, void *user);
 /* Sends an event (no answer; a failure comes back as an "__error" event,
@@ -150,7 +155,8 @@ ZK_API int zk_client_off(zk_client *client, const char *type, zk_listener_fn fn,
 /* Events nobody listened to, counted (they are not errors). */
 ZK_API uint64_t zk_client_unhandled(const zk_client *client);
 
-/* A call made again, before the queue, on every reconnect (rejoining rooms).
+/* A call made again, before the queue, on every reconnect (rejoining rooms);
+   registering it does not send it now: call it yourself the first time.
    Its results go to done as usual. Returns 0 or a negative zk_err. */
 ZK_API int zk_client_rejoin(zk_client *client, const char *type, const char *payload, size_t payload_len,
                             zk_result_fn done, void *user);
