@@ -796,6 +796,9 @@ ZK_API void *zk_conn_data(const zk_conn *conn);
 ZK_API size_t zk_conn_buffered(const zk_conn *conn);
 /* The negotiated subprotocol, or an empty view. */
 ZK_API zk_str zk_conn_protocol(const zk_conn *conn);
+/* Client side: the HTTP status of an upgrade answer that was not 101 (401,
+   404, 503...), readable in on_close; else 0. */
+ZK_API int zk_conn_http_status(const zk_conn *conn);
 /* The server a server-side connection belongs to, or NULL. */
 ZK_API zk_server *zk_conn_server(const zk_conn *conn);
 ZK_API zk_loop *zk_conn_loop(const zk_conn *conn);
@@ -1314,7 +1317,9 @@ ZK_API void zk_app_get_stats(const zk_app *app, zk_app_stats *out);
    Reconnection follows the close code: 1000 (a normal close, by either
    side), 1008 (policy) and 4500-4999 (e.g. unauthorized) end it; anything
    else - 1001 going away, 1006 dropped, 1011, 1012, 4000-4499, a failed
-   connect - schedules another attempt. Attempt k (from 1) waits a random
+   connect - schedules another attempt. An upgrade refused with a 4xx
+   status (401, 403, 404...; not 408 or 429) ends it too: the same request
+   would meet the same answer. Attempt k (from 1) waits a random
    time in [0, min(backoff_max_ms, backoff_base_ms * 2^(k-1))] ("full
    jitter"); after 1001 or 1012 (a server going away or restarting), the
    first attempt waits a random time in [0, restart_spread_ms] instead, so
@@ -1355,7 +1360,8 @@ typedef void (*zk_result_fn)(zk_client *client, const zk_result *result, void *u
 /* An event of a type you listen to; payload is ZK_TYPE_NONE when absent. */
 typedef void (*zk_listener_fn)(zk_client *client, zk_str type, zk_value payload, void *user);
 /* The state changed: code and reason say why (the close code and text, or
-   0 and what failed), as zk_client_error does afterwards. */
+   0 and what failed), as zk_client_error does afterwards. OPEN is told
+   after on_open ran and the rejoins and the queue went out. */
 typedef void (*zk_state_fn)(zk_client *client, int state, int code, const char *reason);
 /* The connection is open (again): runs before rejoin calls and queued
    messages go out, so what you send here goes first. reconnect is 0 the
@@ -3684,6 +3690,7 @@ struct zk_conn {
     unsigned char http_pending; /* on_http has the request and has not answered */
     unsigned char accepted;     /* on_upgrade accepted it: on_close will come */
     unsigned char upgrading;    /* on_upgrade runs: zk_conn_respond may refuse */
+    int http_status;            /* client: a refusing answer's status (not 101) */
     void *app;                  /* the app layer's state for this connection */
 };
 
@@ -4316,6 +4323,7 @@ ZK_API void zk_conn_set_data(zk_conn *c, void *data) { c->data = data; }
 ZK_API void *zk_conn_data(const zk_conn *c) { return c->data; }
 ZK_API size_t zk_conn_buffered(const zk_conn *c) { return c->wq_bytes; }
 ZK_API zk_server *zk_conn_server(const zk_conn *c) { return c->server; }
+ZK_API int zk_conn_http_status(const zk_conn *c) { return c->http_status; }
 ZK_API zk_loop *zk_conn_loop(const zk_conn *c) { return c->loop; }
 
 ZK_API zk_str zk_conn_protocol(const zk_conn *c) {
@@ -4422,6 +4430,7 @@ ZK__PRIVATE size_t zk__client_handshake(zk_conn *c, unsigned char *buf, size_t l
     }
     c->rseen = 0;
     if (zk_ws_client_verify(&res, &c->client->hs, &chosen, &error) != ZK_OK) {
+        if (res.status != 101) c->http_status = res.status;
         zk__conn_gone(c, ZK_CLOSE_ABNORMAL, error);
         return len;
     }
@@ -8452,8 +8461,9 @@ ZK__PRIVATE void zk__client_ready(zk_client *c) {
     zk__rejoin *j;
     zk__cached *e;
     c->opened_once = 1;
-    zk__client_state(c, ZK_CLIENT_OPEN, 0, "");
-    if (c->state != ZK_CLIENT_OPEN || !c->conn) return; /* on_state closed it */
+    c->state = ZK_CLIENT_OPEN; /* on_state is told after the queue went out */
+    c->last_code = 0;
+    c->last_error[0] = '\0';
     zk_timer_start(&c->stable, c->opts.stable_ms ? c->opts.stable_ms : 5000, 0);
     if (c->opts.on_open) c->opts.on_open(c, reconnect);
     if (c->state != ZK_CLIENT_OPEN || !c->conn) return;
@@ -8488,6 +8498,7 @@ ZK__PRIVATE void zk__client_ready(zk_client *c) {
             else zk__msg_free(m);
         }
     }
+    if (c->state == ZK_CLIENT_OPEN && c->opts.on_state) c->opts.on_state(c, ZK_CLIENT_OPEN, 0, "");
 }
 
 ZK__PRIVATE void zk__client_on_open(zk_conn *conn, const zk_http_request *req) {
@@ -8662,6 +8673,7 @@ ZK__PRIVATE void zk__client_schedule(zk_client *c, int spread) {
 ZK__PRIVATE void zk__client_on_close(zk_conn *conn, int code, zk_str reason, int clean) {
     zk_client *c = (zk_client *)zk_conn_data(conn);
     char why[128];
+    int status = zk_conn_http_status(conn);
     (void)clean;
     if (!c || c->conn != conn) return; /* a connection we let go */
     c->conn = NULL;
@@ -8669,13 +8681,17 @@ ZK__PRIVATE void zk__client_on_close(zk_conn *conn, int code, zk_str reason, int
     zk_timer_stop(&c->pong);
     zk_timer_stop(&c->stable);
     if (c->dead) snprintf(why, sizeof why, "no answer to a ping in time");
+    else if (status) snprintf(why, sizeof why, "upgrade refused: HTTP %d %s", status, zk_http_status_text(status));
     else if (reason.len) snprintf(why, sizeof why, "%.*s", (int)ZK__MIN(reason.len, sizeof why - 1), reason.ptr);
     else snprintf(why, sizeof why, "closed (%d)", code);
     if (c->dead) code = ZK_CLOSE_ABNORMAL;
     c->dead = 0;
     c->authed = 0;
     if (c->state == ZK_CLIENT_CLOSED) return;
-    if (zk__close_final(code) || c->opts.no_reconnect ||
+    /* a refusal the same request will meet again (401, 403, 404...) is
+       final; 408, 429 and 5xx are worth another try */
+    if (zk__close_final(code) || (status >= 400 && status < 500 && status != 408 && status != 429) ||
+        c->opts.no_reconnect ||
         (c->opts.max_attempts && c->attempts >= c->opts.max_attempts)) {
         zk__client_orphan_calls(c);
         zk__client_finish(c, code, why);

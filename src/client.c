@@ -734,8 +734,9 @@ ZK__PRIVATE void zk__client_ready(zk_client *c) {
     zk__rejoin *j;
     zk__cached *e;
     c->opened_once = 1;
-    zk__client_state(c, ZK_CLIENT_OPEN, 0, "");
-    if (c->state != ZK_CLIENT_OPEN || !c->conn) return; /* on_state closed it */
+    c->state = ZK_CLIENT_OPEN; /* on_state is told after the queue went out */
+    c->last_code = 0;
+    c->last_error[0] = '\0';
     zk_timer_start(&c->stable, c->opts.stable_ms ? c->opts.stable_ms : 5000, 0);
     if (c->opts.on_open) c->opts.on_open(c, reconnect);
     if (c->state != ZK_CLIENT_OPEN || !c->conn) return;
@@ -770,6 +771,7 @@ ZK__PRIVATE void zk__client_ready(zk_client *c) {
             else zk__msg_free(m);
         }
     }
+    if (c->state == ZK_CLIENT_OPEN && c->opts.on_state) c->opts.on_state(c, ZK_CLIENT_OPEN, 0, "");
 }
 
 ZK__PRIVATE void zk__client_on_open(zk_conn *conn, const zk_http_request *req) {
@@ -944,6 +946,7 @@ ZK__PRIVATE void zk__client_schedule(zk_client *c, int spread) {
 ZK__PRIVATE void zk__client_on_close(zk_conn *conn, int code, zk_str reason, int clean) {
     zk_client *c = (zk_client *)zk_conn_data(conn);
     char why[128];
+    int status = zk_conn_http_status(conn);
     (void)clean;
     if (!c || c->conn != conn) return; /* a connection we let go */
     c->conn = NULL;
@@ -951,13 +954,17 @@ ZK__PRIVATE void zk__client_on_close(zk_conn *conn, int code, zk_str reason, int
     zk_timer_stop(&c->pong);
     zk_timer_stop(&c->stable);
     if (c->dead) snprintf(why, sizeof why, "no answer to a ping in time");
+    else if (status) snprintf(why, sizeof why, "upgrade refused: HTTP %d %s", status, zk_http_status_text(status));
     else if (reason.len) snprintf(why, sizeof why, "%.*s", (int)ZK__MIN(reason.len, sizeof why - 1), reason.ptr);
     else snprintf(why, sizeof why, "closed (%d)", code);
     if (c->dead) code = ZK_CLOSE_ABNORMAL;
     c->dead = 0;
     c->authed = 0;
     if (c->state == ZK_CLIENT_CLOSED) return;
-    if (zk__close_final(code) || c->opts.no_reconnect ||
+    /* a refusal the same request will meet again (401, 403, 404...) is
+       final; 408, 429 and 5xx are worth another try */
+    if (zk__close_final(code) || (status >= 400 && status < 500 && status != 408 && status != 429) ||
+        c->opts.no_reconnect ||
         (c->opts.max_attempts && c->attempts >= c->opts.max_attempts)) {
         zk__client_orphan_calls(c);
         zk__client_finish(c, code, why);

@@ -12,7 +12,9 @@
    Reconnection follows the close code: 1000 (a normal close, by either
    side), 1008 (policy) and 4500-4999 (e.g. unauthorized) end it; anything
    else - 1001 going away, 1006 dropped, 1011, 1012, 4000-4499, a failed
-   connect - schedules another attempt. Attempt k (from 1) waits a random
+   connect - schedules another attempt. An upgrade refused with a 4xx
+   status (401, 403, 404...; not 408 or 429) ends it too: the same request
+   would meet the same answer. Attempt k (from 1) waits a random
    time in [0, min(backoff_max_ms, backoff_base_ms * 2^(k-1))] ("full
    jitter"); after 1001 or 1012 (a server going away or restarting), the
    first attempt waits a random time in [0, restart_spread_ms] instead, so
@@ -53,7 +55,8 @@ typedef void (*zk_result_fn)(zk_client *client, const zk_result *result, void *u
 /* An event of a type you listen to; payload is ZK_TYPE_NONE when absent. */
 typedef void (*zk_listener_fn)(zk_client *client, zk_str type, zk_value payload, void *user);
 /* The state changed: code and reason say why (the close code and text, or
-   0 and what failed), as zk_client_error does afterwards. */
+   0 and what failed), as zk_client_error does afterwards. OPEN is told
+   after on_open ran and the rejoins and the queue went out. */
 typedef void (*zk_state_fn)(zk_client *client, int state, int code, const char *reason);
 /* The connection is open (again): runs before rejoin calls and queued
    messages go out, so what you send here goes first. reconnect is 0 the

@@ -136,6 +136,7 @@ struct zk_conn {
     unsigned char http_pending; /* on_http has the request and has not answered */
     unsigned char accepted;     /* on_upgrade accepted it: on_close will come */
     unsigned char upgrading;    /* on_upgrade runs: zk_conn_respond may refuse */
+    int http_status;            /* client: a refusing answer's status (not 101) */
     void *app;                  /* the app layer's state for this connection */
 };
 
@@ -768,6 +769,7 @@ ZK_API void zk_conn_set_data(zk_conn *c, void *data) { c->data = data; }
 ZK_API void *zk_conn_data(const zk_conn *c) { return c->data; }
 ZK_API size_t zk_conn_buffered(const zk_conn *c) { return c->wq_bytes; }
 ZK_API zk_server *zk_conn_server(const zk_conn *c) { return c->server; }
+ZK_API int zk_conn_http_status(const zk_conn *c) { return c->http_status; }
 ZK_API zk_loop *zk_conn_loop(const zk_conn *c) { return c->loop; }
 
 ZK_API zk_str zk_conn_protocol(const zk_conn *c) {
@@ -874,6 +876,7 @@ ZK__PRIVATE size_t zk__client_handshake(zk_conn *c, unsigned char *buf, size_t l
     }
     c->rseen = 0;
     if (zk_ws_client_verify(&res, &c->client->hs, &chosen, &error) != ZK_OK) {
+        if (res.status != 101) c->http_status = res.status;
         zk__conn_gone(c, ZK_CLOSE_ABNORMAL, error);
         return len;
     }

@@ -198,6 +198,9 @@ ZK_API void *zk_conn_data(const zk_conn *conn);
 ZK_API size_t zk_conn_buffered(const zk_conn *conn);
 /* The negotiated subprotocol, or an empty view. */
 ZK_API zk_str zk_conn_protocol(const zk_conn *conn);
+/* Client side: the HTTP status of an upgrade answer that was not 101 (401,
+   404, 503...), readable in on_close; else 0. */
+ZK_API int zk_conn_http_status(const zk_conn *conn);
 /* The server a server-side connection belongs to, or NULL. */
 ZK_API zk_server *zk_conn_server(const zk_conn *conn);
 ZK_API zk_loop *zk_conn_loop(const zk_conn *conn);

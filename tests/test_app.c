@@ -1368,8 +1368,8 @@ TEST(kept_request_answered_from_a_worker_thread) {
     world_start(w);
     c = connect_one(w);
     send_json(w, c, "{\"type\":\"work\",\"payload\":21,\"rpcId\":\"t\"}");
-    CHECK_EQ_INT(pthread_join(the_job.thread, NULL), 0); /* it has posted */
-    CHECK_EQ_INT(c->n, 0);
+    CHECK_EQ_INT(pthread_join(the_job.thread, NULL), 0); /* it has posted (the pump
+                                                             above may have run it already) */
     pump(w->loop);
     CHECK_EQ_INT(c->n, 1);
     CHECK_TEXT(last_msg(c), "{\"type\":\"__rpc_res\",\"payload\":42,\"rpcId\":\"t\"}");

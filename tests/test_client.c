@@ -1341,6 +1341,76 @@ TEST(offline_queue_goes_out_in_order_once_open) {
     CHECK_ALL_FREED();
 }
 
+/* An upgrade refused with a 4xx the same request would meet again (401,
+   403, 404) ends the client at once with the status in the reason; 408,
+   429 and 503 are tried again. */
+TEST(refused_upgrades_end_the_client_or_are_retried_by_status) {
+    static const int final[] = {401, 403, 404}, retried[] = {408, 429, 503};
+    size_t i;
+    for (i = 0; i < 3; i++) {
+        world *w = world_new();
+        probe p;
+        zk_client_opts o;
+        zk_client *c;
+        char want[96];
+        world_start(w);
+        client_opts(w, &p, &o);
+        o.backoff_base_ms = 10;
+        w->refuse_status = final[i];
+        w->refuse_next = 1000000;
+        c = client_start(w, &o);
+        run_for(w, 60000);
+        CHECK_EQ_INT(zk_client_state(c), ZK_CLIENT_CLOSED);
+        CHECK_EQ_INT(w->hooks, 1);
+        snprintf(want, sizeof want, "upgrade refused: HTTP %d %s", final[i], zk_http_status_text(final[i]));
+        CHECK_TEXT(zk_client_error(c, NULL), want);
+        world_free(w);
+    }
+    for (i = 0; i < 3; i++) {
+        world *w = world_new();
+        probe p;
+        zk_client_opts o;
+        zk_client *c;
+        world_start(w);
+        client_opts(w, &p, &o);
+        o.backoff_base_ms = 10;
+        o.backoff_max_ms = 100;
+        w->refuse_status = retried[i];
+        w->refuse_next = 5;
+        c = client_start(w, &o);
+        run_until_open(w, 60000);
+        CHECK_EQ_INT(zk_client_state(c), ZK_CLIENT_OPEN);
+        CHECK_EQ_INT(w->hooks, 6);
+        world_free(w);
+    }
+    CHECK_ALL_FREED();
+}
+
+/* on_state hears OPEN after on_open ran and the queue went out: what it
+   sends comes after the queued messages. */
+static void state_emit(zk_client *c, int state, int code, const char *reason) {
+    p_state(c, state, code, reason);
+    if (state == ZK_CLIENT_OPEN) CHECK_EQ_INT(zk_client_emit(c, "note", "9", 1), 0);
+}
+
+TEST(on_state_hears_open_after_the_queue_went_out) {
+    world *w = world_new();
+    probe p;
+    zk_client_opts o;
+    zk_client *c;
+    world_start(w);
+    client_opts(w, &p, &o);
+    o.on_state = state_emit;
+    p.open_emit = "note";
+    c = client_start(w, &o);
+    CHECK_EQ_INT(emit(c, "note", "2"), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(zk_client_state(c), ZK_CLIENT_OPEN);
+    CHECK_TEXT(log_str(w), "+|note 0|note 2|note 9");
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 /* A queued call that timed out (or was refused) is not sent later: the
    caller was told it failed. */
 TEST(a_queued_call_that_timed_out_is_never_sent) {
@@ -2419,6 +2489,8 @@ int main(void) {
     RUN(calls_in_flight_on_a_drop_fail_or_are_resent_when_idempotent);
     RUN(undo_runs_before_done_only_when_a_call_fails);
     RUN(offline_queue_goes_out_in_order_once_open);
+    RUN(refused_upgrades_end_the_client_or_are_retried_by_status);
+    RUN(on_state_hears_open_after_the_queue_went_out);
     RUN(a_queued_call_that_timed_out_is_never_sent);
     RUN(offline_queue_limits_refuse_at_once);
     RUN(on_open_then_rejoin_then_queue_on_every_reconnect);
