@@ -25,7 +25,7 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 
 .PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests kqueue-tests valgrind-tests tsan-tests
-all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client $(BUILD)/loadgen
+all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client $(BUILD)/restart_test $(BUILD)/herd_test $(BUILD)/loadgen
 
 zocket.h: $(SRC) tools/amalgamate.py
 	$(PYTHON) tools/amalgamate.py
@@ -72,6 +72,14 @@ tsan-tests: $(BUILD)/tsan/test_loop $(BUILD)/tsan/test_app
 $(BUILD)/interop_client: tests/interop/interop_client.c zocket.h | $(BUILD)
 	$(CC) $(TESTCFLAGS) $< -o $@
 
+# zk_client through a killed and restarted build/chat, and 1000 of them
+# through restarts (tests/interop/run.sh drives both)
+$(BUILD)/restart_test: tests/interop/restart_test.c zocket.h | $(BUILD)
+	$(CC) $(TESTCFLAGS) $< -o $@
+
+$(BUILD)/herd_test: tests/interop/herd_test.c zocket.h | $(BUILD)
+	$(CC) $(TESTCFLAGS) $< -o $@
+
 $(BUILD)/loadgen: bench/loadgen.c zocket.h | $(BUILD)
 	$(CC) $(BENCHCFLAGS) $< -o $@
 
@@ -95,6 +103,10 @@ $(BUILD)/chat_assets.h: $(CHAT_ASSETS) tools/embed.py | $(BUILD)
 
 $(BUILD)/chat: examples/chat.c $(BUILD)/chat_assets.h zocket.h | $(BUILD)
 	$(CC) -std=c99 $(WARN) -g -O2 -pthread -I. -I$(BUILD) $< -o $@
+
+# zkcat reads stdin in a thread
+$(BUILD)/zkcat: examples/zkcat.c zocket.h | $(BUILD)
+	$(CC) -std=c99 $(WARN) -g -O2 -pthread -I. $< -o $@
 
 $(BUILD)/%: examples/%.c zocket.h | $(BUILD)
 	$(CC) -std=c99 $(WARN) -g -O2 -I. $< -o $@

@@ -147,7 +147,8 @@ fi
 # 7. Interop against independent peers (Python websockets, Node ws,
 #    Autobahn|Python). tests/interop/run.sh installs the peers it needs and
 #    ends with its own "N passed, N failed[, N skipped]".
-if make -s "$BUILD/echo" "$BUILD/gameloop" "$BUILD/interop_client" >>"$BUILD/make.log" 2>&1; then
+if make -s "$BUILD/echo" "$BUILD/gameloop" "$BUILD/interop_client" "$BUILD/chat" "$BUILD/zkcat" \
+    "$BUILD/restart_test" "$BUILD/herd_test" >>"$BUILD/make.log" 2>&1; then
     out=$(timeout 600 bash tests/interop/run.sh 2>&1); rc=$?
     printf '== interop\n%s\n' "$out" >> "$log"
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)

@@ -17,7 +17,8 @@
 // The client reconnects after the connection drops, waiting a random time
 // between 0 and min(maxDelayMs, baseDelayMs * 2^attempt) ("full jitter"), the
 // attempt count going back to 0 after a successful open. It stops for good
-// after close() and after close codes 1008 (policy) and 4500-4999 (the
+// after close() and after close codes 1000 (a normal close: the server meant
+// it), 1008 (policy) and 4500-4999 (the
 // server says: do not come back). A browser reports an HTTP refusal of the
 // upgrade (401, 404) as 1006, like a network error, so that one is retried.
 //
@@ -202,7 +203,7 @@ export class ZocketClient {
 
   // Returns the delay before the next attempt, or -1 when there is none.
   scheduleReconnect(code) {
-    const final = code === 1008 || (code >= 4500 && code <= 4999);
+    const final = code === 1000 || code === 1008 || (code >= 4500 && code <= 4999);
     if (this.stopped || final || !this.options.reconnect) return -1;
     const ceiling = Math.min(this.options.maxDelayMs,
                              this.options.baseDelayMs * 2 ** Math.min(this.attempt, 30));

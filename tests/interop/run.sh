@@ -7,8 +7,14 @@
 #   4. examples/gameloop with a Python websockets client
 #   5. examples/chat: its protocol with Python websockets, its page in
 #      headless Chromium driven by playwright-core
-# Expects build/echo, build/interop_client, build/gameloop and build/chat
-# (tests/run.sh makes them).
+#   6. zk_client through a killed and restarted build/chat: reconnect,
+#      rejoin, offline queue, delivery (build/restart_test)
+#   7. 1000 zk_clients through a graceful restart and a kill of build/chat:
+#      is the reconnect spread over time (build/herd_test)
+#   8. examples/zkcat (the command-line client) against build/chat
+# Expects build/echo, build/interop_client, build/gameloop, build/chat,
+# build/restart_test, build/herd_test and build/zkcat (tests/run.sh makes
+# them).
 # Installs missing peers (apt as root: python3-websockets, chromium, ...;
 # npm ci into tests/interop/node/: ws, playwright-core).
 # A peer that cannot be had is skipped (SKIP name: reason), a failure under
@@ -327,6 +333,292 @@ elif start_server chat $chat_vg $BUILD/chat --host 127.0.0.1; then
     fi
 else
     fail "chat: did not start: $server_error"
+fi
+
+# The page across a restart and a stopped server (chat_browser_restart.js),
+# with a build/chat of its own (under valgrind too). The script asks on its
+# stdout and is answered on its stdin: "do restart" (SIGTERM, after which the
+# server must exit 0, then build/chat again on the same port), "do stop"
+# (SIGSTOP), "do cont" (SIGCONT); "# ..." lines are measurements.
+# chat_on_port PORT: build/chat on PORT; sets rs_pid; 1 if it did not say
+# "chat: open" within $READY s.
+chat_on_port() {
+    local deadline=$((SECONDS + READY))
+    : > "$tmp/chat3.out"
+    $chat_vg $BUILD/chat --host 127.0.0.1 --port "$1" > "$tmp/chat3.out" 2> "$tmp/chat3.err" \
+        {rs_out}<&- {rs_in}>&- &
+    rs_pid=$!
+    pids="$pids $rs_pid"
+    while [ $SECONDS -le $deadline ]; do
+        grep -q '^chat: open http://' "$tmp/chat3.out" && return 0
+        kill -0 "$rs_pid" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+rs_group="chat <- Chromium, restart and heartbeat"
+if [ ! -x $BUILD/chat ]; then
+    :   # reported above
+elif [ $browser_ok = 0 ]; then
+    skip "$rs_group" "$why_browser"
+elif ! start_server chat3 $chat_vg $BUILD/chat --host 127.0.0.1; then
+    fail "$rs_group: build/chat did not start: $server_error"
+else
+    rs_pid=$server_pid rs_port=${server_url#http://*:}
+    rs_port=${rs_port%%/*}
+    coproc RS { timeout -k 5 "$STEP" node $HERE/chat_browser_restart.js "$server_url" 2> "$tmp/rs.err"; }
+    rs_node=$RS_PID
+    exec {rs_out}<&"${RS[0]}" {rs_in}>&"${RS[1]}"
+    pids="$pids $rs_node"
+    rs_nfail=0 rs_nok=0
+    # (the answers are written by a subshell: a SIGPIPE if the script is gone
+    # must not end this one)
+    while IFS= read -r -t $((STEP + 10)) -u "$rs_out" line; do
+        case $line in
+            "ok "*) pass "$rs_group: ${line#ok }"; rs_nok=$((rs_nok + 1)) ;;
+            "FAIL "*) fail "$rs_group: ${line#FAIL }"; rs_nfail=$((rs_nfail + 1)) ;;
+            "# "*) printf '      %s\n' "${line#\# }" ;;
+            "do restart")
+                stop_pid "$rs_pid"
+                if [ "$stop_status" = 0 ]; then pass "chat: exits 0 after SIGTERM with a page connected"
+                else fail "chat: exit status after SIGTERM with a page connected: $stop_status"
+                     sed 's/^/      /' "$tmp/chat3.err" | tail -20; fi
+                if chat_on_port "$rs_port"; then (echo "done restart" >&"$rs_in") 2>/dev/null
+                else (echo "fail restart: not listening again on $rs_port: $(tail -3 "$tmp/chat3.err" | tr '\n' ' ')" >&"$rs_in") 2>/dev/null; fi ;;
+            "do stop"|"do cont")
+                if kill -"$(echo "${line#do }" | tr a-z A-Z)" "$rs_pid"; then (echo "done ${line#do }" >&"$rs_in") 2>/dev/null
+                else (echo "fail ${line#do }: no build/chat" >&"$rs_in") 2>/dev/null; fi ;;
+        esac
+    done
+    kill -CONT "$rs_pid" 2>/dev/null
+    exec {rs_out}<&- {rs_in}>&-
+    wait "$rs_node"
+    rc=$?
+    pids=$(printf '%s\n' $pids | grep -vx "$rs_node" | tr '\n' ' ')
+    if [ $rc = 124 ] || [ $rc = 137 ]; then fail "$rs_group: timed out after ${STEP} s"
+    elif [ $rc != 0 ] && [ $rs_nfail = 0 ]; then fail "$rs_group: exit status $rc after $rs_nok checks"; fi
+    if [ $rc != 0 ]; then sed 's/^/      /' "$tmp/rs.err" | tail -30; fi
+    if kill -0 "$rs_pid" 2>/dev/null; then
+        stop_pid "$rs_pid"
+        if [ "$stop_status" = 0 ]; then pass "chat: restarted, stopped and continued, still up, exits 0 on SIGTERM"
+        else fail "chat (restarted): exit status on SIGTERM: $stop_status"; sed 's/^/      /' "$tmp/chat3.err" | tail -20; fi
+    else
+        stop_pid "$rs_pid"
+        fail "chat (restarted): died during the run (exit status $stop_status)"
+        sed 's/^/      /' "$tmp/chat3.err" | tail -20
+    fi
+fi
+
+# ---- 6 and 7: zk_client through server restarts ---------------------------
+
+# restart_on NAME PORT CMD...: starts CMD --port PORT again (the port a
+# server just left) and waits, at most $READY s, for its ready line. Sets
+# server_pid; returns 1 (reason in server_error) if it never got ready.
+restart_on() {
+    local name=$1 port=$2 deadline
+    shift 2
+    server_pid="" server_error=""
+    : > "$tmp/$name.out"
+    "$@" --port "$port" > "$tmp/$name.out" 2> "$tmp/$name.err" &
+    server_pid=$!
+    pids="$pids $server_pid"
+    deadline=$((SECONDS + READY))
+    while [ $SECONDS -le $deadline ]; do
+        grep -qm1 -E '^(listening on ws|chat: open http)://' "$tmp/$name.out" && return 0
+        kill -0 "$server_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    server_error="not ready on port $port within ${READY} s: $(tail -3 "$tmp/$name.err" | tr '\n' ' ')"
+    stop_pid "$server_pid"
+    server_pid=""
+    return 1
+}
+
+# wait_line FILE REGEX PID SECONDS: until a line of FILE matches, PID has
+# exited, or SECONDS passed; 0 only for a match.
+wait_line() {
+    local deadline=$((SECONDS + $4))
+    while [ $SECONDS -le $deadline ]; do
+        grep -qm1 -E "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || { grep -qm1 -E "$2" "$1" 2>/dev/null; return; }
+        sleep 0.05
+    done
+    return 1
+}
+
+# start_prog NAME SECONDS CMD...: CMD in the background under timeout,
+# output in $tmp/NAME.out; sets prog_pid.
+start_prog() {
+    local name=$1 limit=$2
+    shift 2
+    timeout -k 5 "$limit" "$@" > "$tmp/$name.out" 2> "$tmp/$name.err" &
+    prog_pid=$!
+    pids="$pids $prog_pid"
+}
+
+# end_prog GROUP NAME: waits for the program started by start_prog and
+# counts its "ok X" / "FAIL X: why" lines as in run_checks; "# ..." lines
+# (measurements) are shown.
+end_prog() {
+    local group=$1 name=$2 rc line nfail=0 nok=0
+    wait "$prog_pid"
+    rc=$?
+    pids=$(printf '%s\n' $pids | grep -vx "$prog_pid" | tr '\n' ' ')
+    while IFS= read -r line; do
+        case $line in
+            "ok "*) pass "$group: ${line#ok }"; nok=$((nok + 1)) ;;
+            "FAIL "*) fail "$group: ${line#FAIL }"; nfail=$((nfail + 1)) ;;
+            "#"*) printf '      %s\n' "${line#\# }" ;;
+        esac
+    done < "$tmp/$name.out"
+    if [ $rc = 124 ] || [ $rc = 137 ]; then
+        fail "$group: timed out"
+    elif [ $rc != 0 ] && [ $nfail = 0 ]; then
+        fail "$group: exit status $rc after $nok checks"
+    fi
+    if [ $rc != 0 ]; then sed 's/^/      /' "$tmp/$name.err" | tail -30; fi
+}
+
+# kill_pid PID: SIGKILL, and wait for it at once (so bash reports no
+# "Killed" job); forgets the pid.
+kill_pid() {
+    kill -KILL "$1" 2>/dev/null
+    wait "$1" 2>/dev/null
+    pids=$(printf '%s\n' $pids | grep -vx "$1" | tr '\n' ' ')
+}
+
+# listen_overflows: the system's count of connections dropped because a
+# listen queue was full (TcpExt ListenOverflows), or "?"
+listen_overflows() {
+    awk '/^TcpExt:/ { if (!seen) { for (i = 1; i <= NF; i++) name[i] = $i; seen = 1 }
+                      else for (i = 1; i <= NF; i++) if (name[i] == "ListenOverflows") print $i }' \
+        /proc/net/netstat 2>/dev/null | grep . || echo "?"
+}
+
+# chat_port: the port of the last start_server's URL (http://H:P/)
+chat_port() { local p=${server_url##*:}; echo "${p%/}"; }
+
+# 6. K clients keep calling chat.send while the server is killed (SIGKILL)
+#    and started again on the same port; build/restart_test says what must
+#    hold (reconnect, rejoin, queued calls answered ok, delivery exactly once
+#    and in order) and checks it.
+group="restart: zk_client through a killed build/chat"
+if [ ! -x $BUILD/restart_test ] || [ ! -x $BUILD/chat ]; then
+    fail "$group: $BUILD/restart_test or $BUILD/chat is missing (make $BUILD/restart_test $BUILD/chat)"
+elif ! start_server restart $BUILD/chat --host 127.0.0.1; then
+    fail "$group: build/chat did not start: $server_error"
+else
+    port=$(chat_port)
+    start_prog restart_test "$STEP" $BUILD/restart_test "ws://127.0.0.1:$port/ws"
+    if wait_line "$tmp/restart_test.out" '^ready$' "$prog_pid" 30; then
+        kill_pid "$server_pid"
+        restart_on restart "$port" $BUILD/chat --host 127.0.0.1 ||
+            fail "$group: build/chat did not start again: $server_error"
+    fi
+    end_prog "$group" restart_test
+    if [ -n "$server_pid" ]; then
+        if kill -0 "$server_pid" 2>/dev/null; then
+            stop_pid "$server_pid"
+            if [ "$stop_status" = 0 ]; then pass "$group: the restarted chat is still up, exits 0 on SIGTERM"
+            else fail "$group: the restarted chat's exit status on SIGTERM: $stop_status"; fi
+        else
+            stop_pid "$server_pid"
+            fail "$group: the restarted chat died during the run (exit status $stop_status)"
+            sed 's/^/      /' "$tmp/restart.err" | tail -20
+        fi
+    fi
+fi
+
+# 7. The thundering herd: 1000 clients, the server stopped with SIGTERM
+#    (1001: the first reconnect is spread over restart_spread_ms) and started
+#    again, then killed (1006) and started again. build/herd_test prints
+#    the histograms and checks the 1001 spread; build/chat has to take the
+#    connections (and the file limit has to allow them: raised here to the
+#    hard limit at most).
+group="herd: 1000 zk_clients through restarts of build/chat"
+HERD_N=${HERD_N:-1000}
+nofile=$(ulimit -n)
+if [ "$nofile" != unlimited ] && [ "$nofile" -lt $((HERD_N + 100)) ]; then
+    ulimit -S -n $((HERD_N + 100)) 2>/dev/null || ulimit -S -n "$(ulimit -H -n)"
+fi
+if [ ! -x $BUILD/herd_test ] || [ ! -x $BUILD/chat ]; then
+    fail "$group: $BUILD/herd_test or $BUILD/chat is missing (make $BUILD/herd_test $BUILD/chat)"
+elif ! start_server herd $BUILD/chat --host 127.0.0.1; then
+    fail "$group: build/chat did not start: $server_error"
+else
+    port=$(chat_port)
+    overflows=$(listen_overflows)
+    start_prog herd_test $((STEP * 2)) $BUILD/herd_test "ws://127.0.0.1:$port/ws" "$HERD_N"
+    if wait_line "$tmp/herd_test.out" '^ready 1$' "$prog_pid" 45; then
+        t0=$(date +%s%3N)
+        stop_pid "$server_pid"
+        if [ "$stop_status" = 0 ]; then pass "$group: chat exits 0 after SIGTERM with $HERD_N clients"
+        else fail "$group: chat exit status after SIGTERM with $HERD_N clients: $stop_status"; fi
+        if restart_on herd "$port" $BUILD/chat --host 127.0.0.1; then
+            echo "      server down (SIGTERM to ready again, seen by polling): $(($(date +%s%3N) - t0)) ms"
+            if wait_line "$tmp/herd_test.out" '^ready 2$' "$prog_pid" 45; then
+                kill_pid "$server_pid"
+                restart_on herd "$port" $BUILD/chat --host 127.0.0.1 ||
+                    fail "$group: build/chat did not start again after SIGKILL: $server_error"
+            fi
+        else
+            fail "$group: build/chat did not start again after SIGTERM: $server_error"
+        fi
+    fi
+    end_prog "$group" herd_test
+    [ -n "$server_pid" ] && stop_pid "$server_pid"
+    if [ "$overflows" != "?" ]; then
+        echo "      listen queue overflows (the whole system's, TcpExt ListenOverflows) during the run: $(($(listen_overflows) - overflows))"
+    fi
+fi
+
+# 8. examples/zkcat against build/chat: --call with its exit statuses, and
+#    stream mode (stdin lines in, every message out).
+
+# zkcat_check NAME WANT_STATUS WANT_REGEX ARGS... [< input]: runs zkcat
+# (at most 15 s); passes when it exits WANT_STATUS and its stdout matches
+# WANT_REGEX (grep -E, over the whole output as one line).
+zkcat_check() {
+    local name=$1 want=$2 regex=$3 rc out
+    shift 3
+    timeout -k 5 15 $BUILD/zkcat "$@" > "$tmp/zkcat.out" 2> "$tmp/zkcat.err"
+    rc=$?
+    out=$(tr '\n' ' ' < "$tmp/zkcat.out")
+    if [ "$rc" = "$want" ] && printf '%s\n' "$out" | grep -qE -- "$regex"; then pass "zkcat: $name"
+    else fail "zkcat: $name (exit $rc, want $want; stdout: ${out:0:300}; stderr: $(tail -3 "$tmp/zkcat.err" | tr '\n' ' '))"; fi
+}
+
+if [ ! -x $BUILD/zkcat ] || [ ! -x $BUILD/chat ]; then
+    fail "zkcat: $BUILD/zkcat or $BUILD/chat is missing (make $BUILD/zkcat $BUILD/chat)"
+elif ! start_server zkcat_chat $BUILD/chat --host 127.0.0.1; then
+    fail "zkcat: build/chat did not start: $server_error"
+else
+    url="ws://127.0.0.1:$(chat_port)/ws"
+    zkcat_check "--call answers, exit 0" 0 '^\{"room":"z","members":\["zed"\]\} $' \
+        "$url" -p name=zed --call chat.join '{"room":"z"}'
+    zkcat_check "--call error from the server, exit 1" 1 '"code":"NOT_FOUND"' \
+        "$url" -p name=zed --call no.such.route
+    zkcat_check "--call error from the server with -H and --protocol, exit 1" 1 '"code":"FORBIDDEN"' \
+        "$url" -p name=zed -H 'X-Test: 1' --protocol zocket.json --call chat.send '{"room":"z","text":"x"}'
+    zkcat_check "--call and no server, exit 2 (TIMEOUT)" 2 '"code":"TIMEOUT"' \
+        "ws://127.0.0.1:$(free_port)/ws" -p name=zed --timeout 500 --call chat.rooms
+    zkcat_check "--call and no server with --no-reconnect, exit 2 (CLOSED)" 2 '"code":"CLOSED"' \
+        "ws://127.0.0.1:$(free_port)/ws" -p name=zed --no-reconnect --call chat.rooms
+    zkcat_check "bad arguments, exit 64" 64 '^$' --timeout x "$url"
+    printf '%s\n' '{"type":"chat.join","payload":{"room":"s"},"rpcId":"j"}' 'not json' \
+        '{"type":"chat.send","payload":{"room":"s","text":"one"}}' '' \
+        '{"type":"chat.send","payload":{"room":"s","text":"two"},"rpcId":2}' \
+        '{"type":"chat.send","payload":{"room":"elsewhere","text":"x"}}' \
+        '{"type":"chat.rooms","rpcId":"end"}' > "$tmp/zkcat.in"
+    zkcat_check "stream: lines in order, answers with their rpcId, events, __error" 0 \
+        '^\{"type":"__rpc_res","payload":\{"room":"s","members":\["sam"\]\},"rpcId":"j"\} \{"type":"chat.message","payload":\{"room":"s","from":"sam","text":"one"\}\} \{"type":"chat.message","payload":\{"room":"s","from":"sam","text":"two"\}\} \{"type":"__rpc_res","payload":\{"ok":true\},"rpcId":2\} \{"type":"__error","error":\{"code":"FORBIDDEN",[^}]*\}\} \{"type":"__rpc_res","payload":\[[^]]*\],"rpcId":"end"\} $' \
+        "$url" -p name=sam < "$tmp/zkcat.in"
+    if grep -q 'line 2: not a Zocket envelope' "$tmp/zkcat.err"; then
+        pass "zkcat: stream: a line that is not an envelope is reported on stderr"
+    else fail "zkcat: stream: no report of the bad line 2 on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
+    stop_pid "$server_pid"
+    if [ "$stop_status" = 0 ]; then pass "zkcat: chat exits 0 on SIGTERM after the zkcat runs"
+    else fail "zkcat: chat exit status on SIGTERM: $stop_status"; fi
 fi
 
 if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
