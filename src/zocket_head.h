@@ -29,7 +29,11 @@
          errors, events, a connect hook and optional __auth, client ids,
          rooms, sends to ids, rooms or everyone encoded once, counters;
          zk_router_call runs a route with no network (for tests)
-     The reconnecting client, brokers and MessagePack come later.
+       - zk_client: the Zocket client - reconnects with backoff and jitter
+         by close code, pings to catch dead connections, calls with
+         timeouts, a bounded offline queue, rejoin calls, shared identical
+         calls, a result cache, undo for optimistic updates
+     Brokers (Redis, NATS) and MessagePack come later.
 
    QUICK START (an echo server)
        #define ZOCKET_IMPLEMENTATION
