@@ -365,6 +365,24 @@ def app_corpus():
     return a
 
 
+def client_corpus():
+    # Messages a server sends a zk_client, one per line; "$0".."$3" stand
+    # for the rpcIds of the four calls in flight. An odd last byte drops
+    # the connection afterwards.
+    a = {}
+    a["answers"] = b'{"type":"__rpc_res","payload":1,"rpcId":"$0"}\n' \
+        b'{"type":"__rpc_err","rpcId":"$1","error":{"code":"X","message":"m","data":[1]}}\n' \
+        b'{"type":"__rpc_res","rpcId":"$3","payload":{"a":1}}\n'
+    a["answered_twice"] = b'{"type":"__rpc_res","rpcId":"$2"}\n{"type":"__rpc_res","rpcId":"$2","payload":2}\n'
+    a["int_rpc_id"] = b'{"type":"__rpc_res","rpcId":$0,"payload":null}\n'
+    a["events"] = b'{"type":"ev","payload":{"x":"y"}}\n{"type":"other"}\n{"type":"__error","error":{"code":"BAD"}}\n' \
+        b'{"type":"__pong"}\n'
+    a["junk"] = b'not json\n[1,2]\n{"type":5}\n{"rpcId":"$0"}\n{"type":"__rpc_err","rpcId":"$0"}\n'
+    a["then_drop"] = b'{"type":"__rpc_res","rpcId":"$3","payload":3}\n\x01'
+    a["binary"] = b'\xff\xfe{"type":"__rpc_res","rpcId":"$1"}'
+    return a
+
+
 def write(kind, files):
     d = os.path.join(ROOT, kind)
     os.makedirs(d, exist_ok=True)
@@ -379,6 +397,7 @@ def main():
     write("frames", frames_corpus())
     write("json", json_corpus())
     write("app", app_corpus())
+    write("client", client_corpus())
     return 0
 
 
