@@ -576,12 +576,14 @@ fi
 #    stream mode (stdin lines in, every message out).
 
 # zkcat_check NAME WANT_STATUS WANT_REGEX ARGS... [< input]: runs zkcat
-# (at most 15 s); passes when it exits WANT_STATUS and its stdout matches
+# (at most 15 s; under valgrind memcheck like the chat server when there is
+# one: a memory error or a leak exits 99); passes when it exits WANT_STATUS
+# and its stdout matches
 # WANT_REGEX (grep -E, over the whole output as one line).
 zkcat_check() {
     local name=$1 want=$2 regex=$3 rc out
     shift 3
-    timeout -k 5 15 $BUILD/zkcat "$@" > "$tmp/zkcat.out" 2> "$tmp/zkcat.err"
+    timeout -k 5 15 $chat_vg $BUILD/zkcat "$@" > "$tmp/zkcat.out" 2> "$tmp/zkcat.err"
     rc=$?
     out=$(tr '\n' ' ' < "$tmp/zkcat.out")
     if [ "$rc" = "$want" ] && printf '%s\n' "$out" | grep -qE -- "$regex"; then pass "zkcat: $name"
