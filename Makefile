@@ -91,6 +91,11 @@ $(BUILD)/bench_%: bench/bench_%.c zocket.h | $(BUILD)
 $(BUILD)/app_server: bench/app_server.c zocket.h | $(BUILD)
 	$(CC) $(BENCHCFLAGS) $< -o $@
 
+# one zk_client over TCP against build/app_server (bench/run_client.sh);
+# needs a server, so not a bench_* program
+$(BUILD)/client_load: bench/client_load.c zocket.h | $(BUILD)
+	$(CC) $(BENCHCFLAGS) $< -o $@
+
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c zocket.h | $(BUILD)
 	$(CLANG) $(FUZZCFLAGS) $< -o $@
 
