@@ -1347,7 +1347,8 @@ typedef struct zk_client zk_client;
    ok 0: code and message say why - the server's code, or the client's own:
    TIMEOUT (no answer in time; a late answer is dropped), DISCONNECTED (the
    connection dropped with the call in flight: retriable), CLOSED (the
-   client closed); value is the error's data, or ZK_TYPE_NONE. cached 1: the
+   client closed for good: by you, or a final close code, also for calls in
+   flight then); value is the error's data, or ZK_TYPE_NONE. cached 1: the
    result came from the cache. Everything is valid during the callback. */
 typedef struct zk_result {
     int ok;
@@ -8697,7 +8698,9 @@ ZK__PRIVATE void zk__client_on_close(zk_conn *conn, int code, zk_str reason, int
     if (zk__close_final(code) || (status >= 400 && status < 500 && status != 408 && status != 429) ||
         c->opts.no_reconnect ||
         (c->opts.max_attempts && c->attempts >= c->opts.max_attempts)) {
-        zk__client_orphan_calls(c);
+        /* closed for good before anyone hears of it: calls in flight get
+           CLOSED (not the retriable DISCONNECTED), and a callback that looks
+           at the state sees CLOSED */
         zk__client_finish(c, code, why);
         return;
     }

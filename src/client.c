@@ -966,7 +966,9 @@ ZK__PRIVATE void zk__client_on_close(zk_conn *conn, int code, zk_str reason, int
     if (zk__close_final(code) || (status >= 400 && status < 500 && status != 408 && status != 429) ||
         c->opts.no_reconnect ||
         (c->opts.max_attempts && c->attempts >= c->opts.max_attempts)) {
-        zk__client_orphan_calls(c);
+        /* closed for good before anyone hears of it: calls in flight get
+           CLOSED (not the retriable DISCONNECTED), and a callback that looks
+           at the state sees CLOSED */
         zk__client_finish(c, code, why);
         return;
     }

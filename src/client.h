@@ -38,7 +38,8 @@ typedef struct zk_client zk_client;
    ok 0: code and message say why - the server's code, or the client's own:
    TIMEOUT (no answer in time; a late answer is dropped), DISCONNECTED (the
    connection dropped with the call in flight: retriable), CLOSED (the
-   client closed); value is the error's data, or ZK_TYPE_NONE. cached 1: the
+   client closed for good: by you, or a final close code, also for calls in
+   flight then); value is the error's data, or ZK_TYPE_NONE. cached 1: the
    result came from the cache. Everything is valid during the callback. */
 typedef struct zk_result {
     int ok;

@@ -689,6 +689,43 @@ TEST(close_codes_that_stop_the_client) {
     CHECK_ALL_FREED();
 }
 
+/* A final close with calls in flight: they get CLOSED, not the retriable
+   DISCONNECTED, and their callbacks already see the client CLOSED. */
+static int state_in_done;
+static void done_state(zk_client *c, const zk_result *r, void *user) {
+    state_in_done = zk_client_state(c);
+    on_done(c, r, user);
+}
+
+TEST(final_close_fails_calls_in_flight_with_closed) {
+    world *w = world_new();
+    probe p;
+    zk_client_opts o;
+    zk_client *c;
+    answer a, b;
+    zk_call_opts idem = call_opts();
+    world_start(w);
+    client_opts(w, &p, &o);
+    c = client_open(w, &o);
+    memset(&a, 0, sizeof a);
+    idem.idempotent = 1;
+    state_in_done = 0;
+    memset(&b, 0, sizeof b);
+    CHECK_EQ_INT(zk_client_call(c, "slow", "1", 1, &idem, done_state, &a), 0);
+    CHECK_EQ_INT(zk_client_call(c, "slow", "2", 1, NULL, done_state, &b), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(srv_close(w, 4501, "unauthorized"), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(a.calls, 1);
+    CHECK_TEXT(a.code, "CLOSED");
+    CHECK_EQ_INT(b.calls, 1);
+    CHECK_TEXT(b.code, "CLOSED");
+    CHECK_EQ_INT(state_in_done, ZK_CLIENT_CLOSED);
+    CHECK_EQ_INT(zk_client_state(c), ZK_CLIENT_CLOSED);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(close_codes_that_reconnect) {
     static const int codes[] = {1001, 1011, 1012, 4000, 4001, 4499};
     size_t i;
@@ -2472,6 +2509,7 @@ int main(void) {
     RUN(new_refuses_bad_options);
     RUN(drop_and_abort_reconnect_and_close_ends_it);
     RUN(close_codes_that_stop_the_client);
+    RUN(final_close_fails_calls_in_flight_with_closed);
     RUN(close_codes_that_reconnect);
     RUN(close_while_reconnecting_stops_the_attempts);
     RUN(close_sends_what_is_queued_and_fails_pending_calls);

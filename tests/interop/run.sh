@@ -12,6 +12,8 @@
 #   7. 1000 zk_clients through a graceful restart and a kill of build/chat:
 #      is the reconnect spread over time (build/herd_test)
 #   8. examples/zkcat (the command-line client) against build/chat
+#   9. examples/zkcat (zk_client) against an independent Zocket server on
+#      Python websockets (tests/interop/py_zocket_server.py)
 # Expects build/echo, build/interop_client, build/gameloop, build/chat,
 # build/restart_test, build/herd_test and build/zkcat (tests/run.sh makes
 # them).
@@ -621,6 +623,123 @@ else
     stop_pid "$server_pid"
     if [ "$stop_status" = 0 ]; then pass "zkcat: chat exits 0 on SIGTERM after the zkcat runs"
     else fail "zkcat: chat exit status on SIGTERM: $stop_status"; fi
+fi
+
+# 9. build/zkcat (zk_client) against a Zocket server not written with
+#    zocket.h: tests/interop/py_zocket_server.py, on Python websockets. Its
+#    routes: math.add, fail, whoami, emit.me, close.with, slow, conns (the
+#    connections it has accepted, the asking one included: a reconnect
+#    shows as one more).
+group="zkcat -> Python Zocket server"
+
+# pz_conns: the server's connection count (a --call conns of its own), or
+# "?" when it did not answer
+pz_conns() {
+    local n
+    n=$(timeout -k 5 15 $BUILD/zkcat "$pz_url" --call conns 2>/dev/null)
+    case $n in ''|*[!0-9]*) echo "?" ;; *) echo "$n" ;; esac
+}
+
+# pz_feed FILE SECONDS LINE1 LINE2: writes LINE1, then, once FILE (zkcat's
+# stderr) says it is reconnecting or closed (at most SECONDS), LINE2; stdin
+# stays open until then, so LINE2 is not in flight when the server closes
+# and zkcat does not see the end of its input before it sees the close.
+pz_feed() {
+    local deadline=$((SECONDS + $2))
+    trap '' PIPE   # zkcat may be gone when LINE2 comes: nothing to report
+    printf '%s\n' "$3" 2>/dev/null
+    while [ $SECONDS -le $deadline ] && ! grep -qE '^zkcat: (reconnecting|closed) \(' "$1" 2>/dev/null; do
+        sleep 0.05
+    done
+    printf '%s\n' "$4" 2>/dev/null
+}
+
+# pz_close CODE final|reconnects: a stream whose first line is the call
+# close.with {code}, then the call math.add {2,3} (rpcId "after"). The call
+# in flight at the close fails DISCONNECTED (CLOSED when the code is final:
+# the client is closed for good before it hears). final: zkcat ends, exit 2,
+# "closed (CODE" on stderr, "after" never sent, one connection. reconnects:
+# "reconnecting (CODE" on stderr, "after" answered 5 (queued or sent on
+# the new connection), exit 0 at the end of stdin, two connections.
+pz_close() {
+    local code=$1 kind=$2 before after n want regex feeder
+    local first='{"type":"close.with","payload":{"code":'$code'},"rpcId":"c"}'
+    local second='{"type":"math.add","payload":{"a":2,"b":3},"rpcId":"after"}'
+    local dropped='\{"type":"__rpc_err","rpcId":"c","error":\{"code":"DISCONNECTED",[^}]*\}\}'
+    if [ "$kind" = final ]; then
+        dropped='\{"type":"__rpc_err","rpcId":"c","error":\{"code":"CLOSED",[^}]*\}\}'
+        want=2 n=1 regex="^$dropped \$"
+    else
+        want=0 n=2 regex="^$dropped \\{\"type\":\"__rpc_res\",\"payload\":5,\"rpcId\":\"after\"\\} \$"
+    fi
+    before=$(pz_conns)
+    : > "$tmp/zkcat.err"
+    zkcat_check "Python Zocket server: close $code ($kind): exit $want, the call in flight $([ "$kind" = final ] && echo CLOSED || echo 'DISCONNECTED, the next one answered')" \
+        "$want" "$regex" "$pz_url" < <(pz_feed "$tmp/zkcat.err" 10 "$first" "$second")
+    feeder=$!
+    wait "$feeder" 2>/dev/null
+    if [ "$kind" = final ]; then
+        if grep -q "^zkcat: closed ($code " "$tmp/zkcat.err" && ! grep -q '^zkcat: reconnecting' "$tmp/zkcat.err"; then
+            pass "zkcat: Python Zocket server: close $code: closed for good, no reconnect"
+        else fail "zkcat: Python Zocket server: close $code: want \"closed ($code\" and no reconnect on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
+    else
+        if grep -q "^zkcat: reconnecting ($code " "$tmp/zkcat.err"; then
+            pass "zkcat: Python Zocket server: close $code: reconnecting"
+        else fail "zkcat: Python Zocket server: close $code: want \"reconnecting ($code\" on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
+    fi
+    after=$(pz_conns)
+    if [ "$before" != "?" ] && [ "$after" != "?" ] && [ $((after - before - 1)) = "$n" ]; then
+        pass "zkcat: Python Zocket server: close $code: $n connection(s) made (conns $before -> $after)"
+    else fail "zkcat: Python Zocket server: close $code: want $n connection(s) made, conns $before -> $after (the second count's own connection included)"; fi
+}
+
+if [ $py_ok = 0 ]; then
+    skip "$group" "$why_py"
+elif [ ! -x $BUILD/zkcat ]; then
+    fail "$group: $BUILD/zkcat is missing (make $BUILD/zkcat)"
+elif ! start_server pyzocket $PY $HERE/py_zocket_server.py; then
+    fail "$group: the server did not start: $server_error"
+else
+    pz_url=$server_url
+    zkcat_check "Python Zocket server: --call math.add answers 5, exit 0" 0 '^5 $' \
+        "$pz_url" --call math.add '{"a":2,"b":3}'
+    zkcat_check "Python Zocket server: --call error FORBIDDEN with its data, exit 1" 1 \
+        '^\{"code":"FORBIDDEN","message":"no","data":\{"why":"test"\}\} $' "$pz_url" --call fail
+    zkcat_check "Python Zocket server: --call an unknown route, NOT_FOUND, exit 1" 1 \
+        '^\{"code":"NOT_FOUND","message":"[^"]*"\} $' "$pz_url" --call no.such.route
+    zkcat_check "Python Zocket server: -p, -H and --protocol seen by the server (query, header, zocket.json selected)" 0 \
+        '^\{"query":\{"name":"zed"\},"x_test":"1","protocol":"zocket.json"\} $' \
+        "$pz_url" -p name=zed -H 'X-Test: 1' --protocol zocket.json --call whoami
+    printf '%s\n' '{"type":"emit.me","payload":{"n":3},"rpcId":"e"}' \
+        '{"type":"math.add","payload":{"a":1,"b":2},"rpcId":9}' > "$tmp/pz.in"
+    zkcat_check "Python Zocket server: stream: three events in order, then the answers" 0 \
+        '^\{"type":"tick","payload":0\} \{"type":"tick","payload":1\} \{"type":"tick","payload":2\} \{"type":"__rpc_res","payload":\{"ok":true\},"rpcId":"e"\} \{"type":"__rpc_res","payload":3,"rpcId":9\} $' \
+        "$pz_url" < "$tmp/pz.in"
+    printf '%s\n' '{"type":"no.such.route"}' '{"type":"fail","payload":{}}' \
+        '{"type":"math.add","payload":{"a":1,"b":2},"rpcId":"end"}' > "$tmp/pz.in"
+    zkcat_check "Python Zocket server: stream: failed events come back as __error with their ref" 0 \
+        '^\{"type":"__error","error":\{"code":"NOT_FOUND","message":"[^"]*","ref":"no.such.route"\}\} \{"type":"__error","error":\{"code":"FORBIDDEN","message":"no","data":\{"why":"test"\},"ref":"fail"\}\} \{"type":"__rpc_res","payload":3,"rpcId":"end"\} $' \
+        "$pz_url" < "$tmp/pz.in"
+    pz_close 4501 final
+    pz_close 1011 reconnects
+    pz_close 4000 reconnects
+    pz_close 1008 final
+    # the same with the whole input piped at once: stdin ends before the
+    # close, and the final code must still end zkcat with a failure
+    printf '%s\n' '{"type":"close.with","payload":{"code":4501},"rpcId":"c"}' > "$tmp/pz_once.in"
+    zkcat_check "Python Zocket server: close 4501 with stdin already ended: the call CLOSED, exit 2" 2 \
+        '^\{"type":"__rpc_err","rpcId":"c","error":\{"code":"CLOSED",[^}]*\}\} $' "$pz_url" < "$tmp/pz_once.in"
+    zkcat_check "Python Zocket server: --timeout 300 --call slow, TIMEOUT, exit 2" 2 \
+        '^\{"code":"TIMEOUT","message":"[^"]*"\} $' "$pz_url" --timeout 300 --call slow
+    if kill -0 "$server_pid" 2>/dev/null; then
+        stop_pid "$server_pid"
+        if [ "$stop_status" = 0 ]; then pass "$group: the server is still up after the runs, exits 0 on SIGTERM"
+        else fail "$group: the server's exit status on SIGTERM: $stop_status"; sed 's/^/      /' "$tmp/pyzocket.err" | tail -20; fi
+    else
+        stop_pid "$server_pid"
+        fail "$group: the server died during the runs (exit status $stop_status)"
+        sed 's/^/      /' "$tmp/pyzocket.err" | tail -20
+    fi
 fi
 
 if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
