@@ -1480,6 +1480,95 @@ ZK_API int zk_client_rejoin(zk_client *client, const char *type, const char *pay
    "users.get {\"id\":1}". After a reconnect every cached call is made
    again in the background and its entry replaced by the fresh result. */
 ZK_API size_t zk_client_invalidate(zk_client *client, const char *prefix);
+/* >>broker: the Redis (RESP) and NATS wire protocols, sans I/O ------------ */
+
+/* What the Redis and NATS adapters speak, as bytes in and bytes out: no
+   sockets, no allocation. The parsers take what arrived so far and report
+   one reply (or operation), how many bytes it used, or that more are
+   needed; their views point into your buffer. Garbage is an error, never a
+   crash or an over-read: the adapters then drop the connection and
+   reconnect. */
+
+/* ---- Redis: RESP2 ---- */
+
+#ifndef ZK_RESP_MAX_ITEMS
+#define ZK_RESP_MAX_ITEMS 16     /* elements of an array reply kept (nested ones count) */
+#endif
+
+enum {
+    ZK_RESP_SIMPLE = '+',        /* +OK */
+    ZK_RESP_ERROR = '-',         /* -ERR unknown command */
+    ZK_RESP_INTEGER = ':',       /* :3 */
+    ZK_RESP_BULK = '$',          /* $5 hello */
+    ZK_RESP_ARRAY = '*',         /* *3 ... */
+    ZK_RESP_NIL = '_'            /* $-1 or *-1 */
+};
+
+/* One value of a reply: a string (simple, error, bulk), an integer, nil, or
+   an array header (count elements follow in the list, depth + 1). */
+typedef struct zk_resp_item {
+    int type;                    /* ZK_RESP_* */
+    int depth;                   /* 0 for the reply itself */
+    zk_str str;                  /* SIMPLE, ERROR, BULK: the bytes */
+    int64_t integer;             /* INTEGER; ARRAY: its element count */
+} zk_resp_item;
+
+/* A whole reply, flattened in order: items[0] is the reply; an array's
+   elements follow it (pre-order). */
+typedef struct zk_resp_reply {
+    size_t count;
+    zk_resp_item items[ZK_RESP_MAX_ITEMS];
+} zk_resp_reply;
+
+/* Parses one reply from buf[0..len). Returns the bytes it used, ZK_EAGAIN
+   (incomplete: call again with more), ZK_EPROTO (not RESP), or ZK_ETOOBIG
+   (a bulk string over max_bulk bytes - 0: 512 MiB, Redis's own limit -,
+   more than ZK_RESP_MAX_ITEMS items, or arrays nested deeper than 8). */
+ZK_API int zk_resp_parse(const char *buf, size_t len, size_t max_bulk, zk_resp_reply *out);
+
+/* Writes a command as an array of bulk strings ("PUBLISH", channel,
+   message). Returns the bytes written, or ZK_ENOSPACE. */
+ZK_API int zk_resp_command(char *out, size_t cap, size_t argc, const zk_str *argv);
+
+/* ---- NATS: the client protocol (text) ---- */
+
+enum {
+    ZK_NATS_INFO = 1,            /* INFO {json}: text is the JSON */
+    ZK_NATS_MSG,                 /* MSG subject sid [reply] #bytes + payload */
+    ZK_NATS_PING,
+    ZK_NATS_PONG,
+    ZK_NATS_OK,                  /* +OK */
+    ZK_NATS_ERR                  /* -ERR 'text': text without the quotes */
+};
+
+typedef struct zk_nats_op {
+    int type;                    /* ZK_NATS_* */
+    zk_str subject, reply;       /* MSG (reply empty when none) */
+    uint64_t sid;                /* MSG */
+    zk_str payload;              /* MSG */
+    zk_str text;                 /* INFO, ERR */
+} zk_nats_op;
+
+/* Parses one server operation from buf[0..len). Returns the bytes used,
+   ZK_EAGAIN, ZK_EPROTO, or ZK_ETOOBIG (a control line over 4096 bytes -
+   INFO over 64 KiB - or a payload over max_payload, 0: 1 MiB, NATS's
+   default max_payload). Operation names are case-insensitive. HMSG is
+   refused (the adapter does not ask for headers). */
+ZK_API int zk_nats_parse(const char *buf, size_t len, size_t max_payload, zk_nats_op *out);
+
+/* The subject for a room: prefix, '.', and the room name with every byte
+   outside [A-Za-z0-9-] written as _XX (hex), so that no name can make a
+   wildcard, an empty token or a second token. Returns the length (the
+   subject is NUL-terminated), or ZK_ENOSPACE, ZK_EINVAL (a prefix that is
+   not a valid subject). */
+ZK_API int zk_nats_subject(char *out, size_t cap, const char *prefix, zk_str room);
+
+/* "PUB subject #bytes\r\npayload\r\n". Returns bytes or ZK_ENOSPACE /
+   ZK_EINVAL (a subject with white space or empty). */
+ZK_API int zk_nats_pub(char *out, size_t cap, zk_str subject, zk_str payload);
+/* "SUB subject sid\r\n" and "UNSUB sid\r\n". */
+ZK_API int zk_nats_sub(char *out, size_t cap, zk_str subject, uint64_t sid);
+ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid);
 
 #ifdef __cplusplus
 }
@@ -6164,6 +6253,8 @@ typedef struct zk__slot {
 typedef struct zk__map {
     zk__slot *slots;
     size_t cap, count; /* cap: a power of two, or 0 */
+    int keep;          /* keep the slots when it empties (tables that fill and
+                          empty all the time); otherwise they are given back */
 } zk__map;
 
 ZK__PRIVATE uint64_t zk__hash(const char *s, size_t n) {
@@ -6217,11 +6308,12 @@ ZK__PRIVATE int zk__map_put(zk__map *m, const char *key, size_t len, void *val) 
     return 0;
 }
 
-ZK__PRIVATE void zk__map_del(zk__map *m, const char *key, size_t len) {
+/* Removes key when it maps to val (any value when val is NULL). */
+ZK__PRIVATE void zk__map_del_value(zk__map *m, const char *key, size_t len, const void *val) {
     size_t i, j, want, mask = m->cap - 1;
     if (!m->count) return;
     i = zk__map_probe(m, key, len, zk__hash(key, len));
-    if (!m->slots[i].val) return;
+    if (!m->slots[i].val || (val && m->slots[i].val != val)) return;
     /* pull later members of the cluster back over the hole when their home
        slot does not lie between the hole and them */
     for (j = (i + 1) & mask;; j = (j + 1) & mask) {
@@ -6234,12 +6326,14 @@ ZK__PRIVATE void zk__map_del(zk__map *m, const char *key, size_t len) {
     }
     m->slots[i].val = NULL;
     m->count--;
-    if (!m->count) { /* an empty table gives its memory back */
+    if (!m->count && !m->keep) { /* an empty table gives its memory back */
         ZK_FREE(m->slots);
         m->slots = NULL;
         m->cap = 0;
     }
 }
+
+ZK__PRIVATE void zk__map_del(zk__map *m, const char *key, size_t len) { zk__map_del_value(m, key, len, NULL); }
 
 ZK__PRIVATE void zk__map_free(zk__map *m) {
     ZK_FREE(m->slots);
@@ -8021,9 +8115,8 @@ ZK__PRIVATE void zk__flight_unlink(zk_client *c, zk__msg *m) {
 ZK__PRIVATE void zk__call_detach(zk_client *c, zk__msg *m) {
     if (m->queued) zk__queue_unlink(c, m);
     else zk__flight_unlink(c, m);
-    if (m->rpc[0] && zk__map_get(&c->rpcs, m->rpc, strlen(m->rpc)) == m) zk__map_del(&c->rpcs, m->rpc, strlen(m->rpc));
-    if (m->dedup && m->key && zk__map_get(&c->inflight, m->key, strlen(m->key)) == m)
-        zk__map_del(&c->inflight, m->key, strlen(m->key));
+    if (m->rpc[0]) zk__map_del_value(&c->rpcs, m->rpc, strlen(m->rpc), m);
+    if (m->dedup && m->key) zk__map_del_value(&c->inflight, m->key, strlen(m->key), m);
     zk_timer_stop(&m->timer);
 }
 
@@ -8789,6 +8882,7 @@ ZK_API zk_client *zk_client_new(zk_loop *loop, const zk_client_opts *opts, int *
     memset(c, 0, sizeof *c);
     c->loop = loop;
     c->opts = *opts;
+    c->rpcs.keep = c->inflight.keep = 1; /* they empty after every answer */
     zk_doc_init(&c->doc);
     zk_doc_init(&c->scratch);
     zk_writer_init(&c->w, NULL, 0);
@@ -8869,6 +8963,310 @@ ZK_API void zk_client_free(zk_client *c) {
     ZK_FREE(c->url);
     ZK_FREE(c->auth);
     ZK_FREE(c);
+}
+/* >>broker implementation: RESP and NATS parsers and encoders -------------- */
+
+/* A decimal integer of buf[0..n): optional '-', 1 to 19 digits, exact. */
+ZK__PRIVATE int zk__parse_i64(const char *s, size_t n, int64_t *out) {
+    size_t i = 0;
+    int neg = 0;
+    uint64_t v = 0, lim;
+    if (n && s[0] == '-') {
+        neg = 1;
+        i = 1;
+    }
+    if (i == n || n - i > 19) return -1;
+    lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < n; i++) {
+        unsigned d = (unsigned char)s[i] - '0';
+        if (d > 9) return -1;
+        if (v > (lim - d) / 10) return -1;
+        v = v * 10 + d;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return 0;
+}
+
+/* The line starting at buf[at], up to "\r\n": its end (the '\r'), or -1
+   when more is needed, -2 when it is malformed or longer than max. */
+ZK__PRIVATE long zk__line_end(const char *buf, size_t len, size_t at, size_t max) {
+    size_t avail = len - at, look = avail < max + 1 ? avail : max + 1;
+    const char *cr = (const char *)memchr(buf + at, '\r', look);
+    if (!cr) return avail > max ? -2 : -1;
+    if ((size_t)(cr - buf) + 1 >= len) return -1; /* the '\n' has not come */
+    if (cr[1] != '\n') return -2;
+    return (long)(cr - buf);
+}
+
+/* ---- RESP ---- */
+
+#define ZK__RESP_MAX_DEPTH 8
+
+ZK_API int zk_resp_parse(const char *buf, size_t len, size_t max_bulk, zk_resp_reply *out) {
+    size_t at = 0;
+    int64_t remaining[ZK__RESP_MAX_DEPTH];
+    int open = 0;
+    if (!max_bulk) max_bulk = (size_t)512 << 20;
+    out->count = 0;
+    if (!buf && len) return ZK_EINVAL;
+    for (;;) {
+        zk_resp_item it;
+        long end;
+        char type;
+        if (at >= len) return ZK_EAGAIN;
+        type = buf[at];
+        end = zk__line_end(buf, len, at + 1, type == '+' || type == '-' ? 65536 : 32);
+        if (end == -1) return ZK_EAGAIN;
+        if (end == -2) return type == '+' || type == '-' ? ZK_ETOOBIG : ZK_EPROTO;
+        memset(&it, 0, sizeof it);
+        it.depth = open;
+        switch (type) {
+        case '+':
+        case '-':
+            it.type = type;
+            it.str.ptr = buf + at + 1;
+            it.str.len = (size_t)end - (at + 1);
+            at = (size_t)end + 2;
+            break;
+        case ':':
+            it.type = ZK_RESP_INTEGER;
+            if (zk__parse_i64(buf + at + 1, (size_t)end - (at + 1), &it.integer) < 0) return ZK_EPROTO;
+            at = (size_t)end + 2;
+            break;
+        case '$': {
+            int64_t n;
+            size_t start;
+            if (zk__parse_i64(buf + at + 1, (size_t)end - (at + 1), &n) < 0 || n < -1) return ZK_EPROTO;
+            start = (size_t)end + 2;
+            if (n == -1) {
+                it.type = ZK_RESP_NIL;
+                at = start;
+                break;
+            }
+            if ((uint64_t)n > max_bulk) return ZK_ETOOBIG;
+            if (start > len || len - start < (size_t)n + 2) return ZK_EAGAIN;
+            if (buf[start + (size_t)n] != '\r' || buf[start + (size_t)n + 1] != '\n') return ZK_EPROTO;
+            it.type = ZK_RESP_BULK;
+            it.str.ptr = buf + start;
+            it.str.len = (size_t)n;
+            at = start + (size_t)n + 2;
+            break;
+        }
+        case '*': {
+            int64_t n;
+            if (zk__parse_i64(buf + at + 1, (size_t)end - (at + 1), &n) < 0 || n < -1) return ZK_EPROTO;
+            at = (size_t)end + 2;
+            if (n == -1) {
+                it.type = ZK_RESP_NIL;
+                break;
+            }
+            if (n > ZK_RESP_MAX_ITEMS) return ZK_ETOOBIG;
+            it.type = ZK_RESP_ARRAY;
+            it.integer = n;
+            break;
+        }
+        default:
+            return ZK_EPROTO;
+        }
+        if (out->count == ZK_RESP_MAX_ITEMS) return ZK_ETOOBIG;
+        out->items[out->count++] = it;
+        if (it.type == ZK_RESP_ARRAY && it.integer > 0) {
+            if (open == ZK__RESP_MAX_DEPTH) return ZK_ETOOBIG;
+            remaining[open++] = it.integer;
+            continue;
+        }
+        /* an element is complete: so may be the arrays around it */
+        while (open > 0) {
+            if (--remaining[open - 1] > 0) break;
+            open--;
+        }
+        if (open == 0) return (int)at;
+    }
+}
+
+ZK_API int zk_resp_command(char *out, size_t cap, size_t argc, const zk_str *argv) {
+    size_t at, i;
+    int n = snprintf(out, cap, "*%lu\r\n", (unsigned long)argc);
+    if (n < 0 || (size_t)n >= cap) return ZK_ENOSPACE;
+    at = (size_t)n;
+    for (i = 0; i < argc; i++) {
+        n = snprintf(out + at, cap - at, "$%lu\r\n", (unsigned long)argv[i].len);
+        if (n < 0 || (size_t)n >= cap - at || cap - at - (size_t)n < argv[i].len + 2) return ZK_ENOSPACE;
+        at += (size_t)n;
+        if (argv[i].len) memcpy(out + at, argv[i].ptr, argv[i].len);
+        at += argv[i].len;
+        out[at++] = '\r';
+        out[at++] = '\n';
+    }
+    if (at > 0x7fffffff) return ZK_ENOSPACE;
+    return (int)at;
+}
+
+/* ---- NATS ---- */
+
+ZK__PRIVATE int zk__ascii_eq_nocase(const char *a, size_t n, const char *b) {
+    size_t i;
+    if (strlen(b) != n) return 0;
+    for (i = 0; i < n; i++) {
+        char x = a[i];
+        if (x >= 'a' && x <= 'z') x = (char)(x - 32);
+        if (x != b[i]) return 0;
+    }
+    return 1;
+}
+
+/* Splits line[0..n) at spaces and tabs into at most max tokens; returns
+   how many there are (max + 1 when there are more). */
+ZK__PRIVATE size_t zk__tokens(const char *line, size_t n, zk_str *tok, size_t max) {
+    size_t i = 0, count = 0;
+    while (i < n) {
+        size_t start;
+        while (i < n && (line[i] == ' ' || line[i] == '\t')) i++;
+        if (i == n) break;
+        start = i;
+        while (i < n && line[i] != ' ' && line[i] != '\t') i++;
+        if (count == max) return max + 1;
+        tok[count].ptr = line + start;
+        tok[count].len = i - start;
+        count++;
+    }
+    return count;
+}
+
+ZK_API int zk_nats_parse(const char *buf, size_t len, size_t max_payload, zk_nats_op *out) {
+    long end;
+    size_t op_len, line_len, rest_at;
+    const char *line;
+    memset(out, 0, sizeof out[0]);
+    if (!buf && len) return ZK_EINVAL;
+    if (!max_payload) max_payload = (size_t)1 << 20;
+    if (len == 0) return ZK_EAGAIN;
+    /* INFO may be long; everything else fits in 4 KiB */
+    end = zk__line_end(buf, len, 0, len >= 4 && zk__ascii_eq_nocase(buf, 4, "INFO") ? 65536 : 4096);
+    if (end == -1) return ZK_EAGAIN;
+    if (end == -2) {
+        size_t i;
+        for (i = 0; i < len && i < 4096; i++) /* a CR not followed by LF is malformed, not long */
+            if (buf[i] == '\r' && i + 1 < len && buf[i + 1] != '\n') return ZK_EPROTO;
+        return ZK_ETOOBIG;
+    }
+    line = buf;
+    line_len = (size_t)end;
+    for (op_len = 0; op_len < line_len && line[op_len] != ' ' && line[op_len] != '\t'; op_len++) {}
+    rest_at = op_len;
+    while (rest_at < line_len && (line[rest_at] == ' ' || line[rest_at] == '\t')) rest_at++;
+    if (zk__ascii_eq_nocase(line, op_len, "PING") && rest_at == line_len) {
+        out->type = ZK_NATS_PING;
+    } else if (zk__ascii_eq_nocase(line, op_len, "PONG") && rest_at == line_len) {
+        out->type = ZK_NATS_PONG;
+    } else if (zk__ascii_eq_nocase(line, op_len, "+OK") && rest_at == line_len) {
+        out->type = ZK_NATS_OK;
+    } else if (zk__ascii_eq_nocase(line, op_len, "INFO") && rest_at < line_len) {
+        out->type = ZK_NATS_INFO;
+        out->text.ptr = line + rest_at;
+        out->text.len = line_len - rest_at;
+    } else if (zk__ascii_eq_nocase(line, op_len, "-ERR")) {
+        size_t a = rest_at, b = line_len;
+        while (b > a && (line[b - 1] == ' ' || line[b - 1] == '\t')) b--;
+        if (b - a >= 2 && line[a] == '\'' && line[b - 1] == '\'') {
+            a++;
+            b--;
+        }
+        out->type = ZK_NATS_ERR;
+        out->text.ptr = line + a;
+        out->text.len = b - a;
+    } else if (zk__ascii_eq_nocase(line, op_len, "MSG")) {
+        zk_str tok[4];
+        size_t n = zk__tokens(line + rest_at, line_len - rest_at, tok, 4), start;
+        int64_t sid, size;
+        if (n < 3 || n > 4) return ZK_EPROTO;
+        if (zk__parse_i64(tok[1].ptr, tok[1].len, &sid) < 0 || sid < 0) return ZK_EPROTO;
+        if (zk__parse_i64(tok[n - 1].ptr, tok[n - 1].len, &size) < 0 || size < 0) return ZK_EPROTO;
+        if ((uint64_t)size > max_payload) return ZK_ETOOBIG;
+        start = (size_t)end + 2;
+        if (start > len || len - start < (size_t)size + 2) return ZK_EAGAIN;
+        if (buf[start + (size_t)size] != '\r' || buf[start + (size_t)size + 1] != '\n') return ZK_EPROTO;
+        out->type = ZK_NATS_MSG;
+        out->subject = tok[0];
+        if (n == 4) out->reply = tok[2];
+        out->sid = (uint64_t)sid;
+        out->payload.ptr = buf + start;
+        out->payload.len = (size_t)size;
+        return (int)(start + (size_t)size + 2);
+    } else {
+        return ZK_EPROTO; /* HMSG among them: we never ask for headers */
+    }
+    return (int)((size_t)end + 2);
+}
+
+/* A subject (or prefix): tokens of printable ASCII without '.', '*', '>'
+   or white space, joined by '.'. */
+ZK__PRIVATE int zk__subject_valid(const char *s, size_t n) {
+    size_t i, token = 0;
+    if (!n) return 0;
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '.') {
+            if (!token) return 0;
+            token = 0;
+        } else if (c <= ' ' || c >= 0x7f || c == '*' || c == '>') {
+            return 0;
+        } else {
+            token++;
+        }
+    }
+    return token > 0;
+}
+
+ZK_API int zk_nats_subject(char *out, size_t cap, const char *prefix, zk_str room) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t plen = prefix ? strlen(prefix) : 0, at, i;
+    if (!zk__subject_valid(prefix, plen) || !room.len || (room.len && !room.ptr)) return ZK_EINVAL;
+    if (cap < plen + 2) return ZK_ENOSPACE;
+    memcpy(out, prefix, plen);
+    out[plen] = '.';
+    at = plen + 1;
+    for (i = 0; i < room.len; i++) {
+        unsigned char c = (unsigned char)room.ptr[i];
+        int plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-';
+        if (cap - at < (plain ? 1u : 3u) + 1) return ZK_ENOSPACE;
+        if (plain) {
+            out[at++] = (char)c;
+        } else {
+            out[at++] = '_';
+            out[at++] = hex[c >> 4];
+            out[at++] = hex[c & 15];
+        }
+    }
+    out[at] = '\0';
+    if (at > 0x7fffffff) return ZK_ENOSPACE;
+    return (int)at;
+}
+
+ZK_API int zk_nats_pub(char *out, size_t cap, zk_str subject, zk_str payload) {
+    int n;
+    if (!zk__subject_valid(subject.ptr, subject.len) || (payload.len && !payload.ptr)) return ZK_EINVAL;
+    n = snprintf(out, cap, "PUB %.*s %lu\r\n", (int)subject.len, subject.ptr, (unsigned long)payload.len);
+    if (n < 0 || (size_t)n >= cap || cap - (size_t)n < payload.len + 2) return ZK_ENOSPACE;
+    if (payload.len) memcpy(out + n, payload.ptr, payload.len);
+    out[(size_t)n + payload.len] = '\r';
+    out[(size_t)n + payload.len + 1] = '\n';
+    if ((size_t)n + payload.len + 2 > 0x7fffffff) return ZK_ENOSPACE;
+    return (int)((size_t)n + payload.len + 2);
+}
+
+ZK_API int zk_nats_sub(char *out, size_t cap, zk_str subject, uint64_t sid) {
+    int n;
+    if (!zk__subject_valid(subject.ptr, subject.len)) return ZK_EINVAL;
+    n = snprintf(out, cap, "SUB %.*s %llu\r\n", (int)subject.len, subject.ptr, (unsigned long long)sid);
+    if (n < 0 || (size_t)n >= cap) return ZK_ENOSPACE;
+    return n;
+}
+
+ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid) {
+    int n = snprintf(out, cap, "UNSUB %llu\r\n", (unsigned long long)sid);
+    if (n < 0 || (size_t)n >= cap) return ZK_ENOSPACE;
+    return n;
 }
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */

@@ -16,6 +16,8 @@ typedef struct zk__slot {
 typedef struct zk__map {
     zk__slot *slots;
     size_t cap, count; /* cap: a power of two, or 0 */
+    int keep;          /* keep the slots when it empties (tables that fill and
+                          empty all the time); otherwise they are given back */
 } zk__map;
 
 ZK__PRIVATE uint64_t zk__hash(const char *s, size_t n) {
@@ -69,11 +71,12 @@ ZK__PRIVATE int zk__map_put(zk__map *m, const char *key, size_t len, void *val) 
     return 0;
 }
 
-ZK__PRIVATE void zk__map_del(zk__map *m, const char *key, size_t len) {
+/* Removes key when it maps to val (any value when val is NULL). */
+ZK__PRIVATE void zk__map_del_value(zk__map *m, const char *key, size_t len, const void *val) {
     size_t i, j, want, mask = m->cap - 1;
     if (!m->count) return;
     i = zk__map_probe(m, key, len, zk__hash(key, len));
-    if (!m->slots[i].val) return;
+    if (!m->slots[i].val || (val && m->slots[i].val != val)) return;
     /* pull later members of the cluster back over the hole when their home
        slot does not lie between the hole and them */
     for (j = (i + 1) & mask;; j = (j + 1) & mask) {
@@ -86,12 +89,14 @@ ZK__PRIVATE void zk__map_del(zk__map *m, const char *key, size_t len) {
     }
     m->slots[i].val = NULL;
     m->count--;
-    if (!m->count) { /* an empty table gives its memory back */
+    if (!m->count && !m->keep) { /* an empty table gives its memory back */
         ZK_FREE(m->slots);
         m->slots = NULL;
         m->cap = 0;
     }
 }
+
+ZK__PRIVATE void zk__map_del(zk__map *m, const char *key, size_t len) { zk__map_del_value(m, key, len, NULL); }
 
 ZK__PRIVATE void zk__map_free(zk__map *m) {
     ZK_FREE(m->slots);

@@ -289,9 +289,8 @@ ZK__PRIVATE void zk__flight_unlink(zk_client *c, zk__msg *m) {
 ZK__PRIVATE void zk__call_detach(zk_client *c, zk__msg *m) {
     if (m->queued) zk__queue_unlink(c, m);
     else zk__flight_unlink(c, m);
-    if (m->rpc[0] && zk__map_get(&c->rpcs, m->rpc, strlen(m->rpc)) == m) zk__map_del(&c->rpcs, m->rpc, strlen(m->rpc));
-    if (m->dedup && m->key && zk__map_get(&c->inflight, m->key, strlen(m->key)) == m)
-        zk__map_del(&c->inflight, m->key, strlen(m->key));
+    if (m->rpc[0]) zk__map_del_value(&c->rpcs, m->rpc, strlen(m->rpc), m);
+    if (m->dedup && m->key) zk__map_del_value(&c->inflight, m->key, strlen(m->key), m);
     zk_timer_stop(&m->timer);
 }
 
@@ -1057,6 +1056,7 @@ ZK_API zk_client *zk_client_new(zk_loop *loop, const zk_client_opts *opts, int *
     memset(c, 0, sizeof *c);
     c->loop = loop;
     c->opts = *opts;
+    c->rpcs.keep = c->inflight.keep = 1; /* they empty after every answer */
     zk_doc_init(&c->doc);
     zk_doc_init(&c->scratch);
     zk_writer_init(&c->w, NULL, 0);
