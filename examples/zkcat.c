@@ -383,18 +383,20 @@ static void maybe_close(void) {
     zk_client_close(client);
 }
 
+static int loop_done; /* zk_loop_run returned: posted lines are only kept, to be freed */
+
 static void on_line(zk_loop *l, void *arg) {
     line *ln = (line *)arg;
     (void)l;
     *held_tail = ln;
     held_tail = &ln->next;
-    pump();
+    if (!loop_done) pump();
 }
 
 static void on_eof(zk_loop *l, void *arg) {
     (void)l, (void)arg;
     eof_seen = 1;
-    pump();
+    if (!loop_done) pump();
 }
 
 /* Reads one line into buf (its newline dropped): its length, TOO_LONG
@@ -609,9 +611,14 @@ int main(int argc, char **argv) {
         exit_code = EXIT_ERROR;
     }
     pthread_mutex_lock(&ahead_lock);
-    reader_stop = 1;
+    reader_stop = 1; /* the reader posts nothing from now on */
     pthread_cond_signal(&ahead_cond);
     pthread_mutex_unlock(&ahead_lock);
+    /* lines it posted after the loop stopped: run them now, so they are
+       held (and freed below) rather than dropped with the loop */
+    loop_done = 1;
+    zk_loop_step(loop, 0);
+    zk_loop_step(loop, 0);
     if (held) fprintf(stderr, "zkcat: lines not sent: from line %lu on\n", held->number);
     while (held) {
         line *l = held;
