@@ -8988,11 +8988,12 @@ ZK__PRIVATE int zk__parse_i64(const char *s, size_t n, int64_t *out) {
 }
 
 /* The line starting at buf[at], up to "\r\n": its end (the '\r'), or -1
-   when more is needed, -2 when it is malformed or longer than max. */
+   when more is needed, -2 when a '\r' is not followed by '\n', -3 when it
+   is longer than max. */
 ZK__PRIVATE long zk__line_end(const char *buf, size_t len, size_t at, size_t max) {
     size_t avail = len - at, look = avail < max + 1 ? avail : max + 1;
     const char *cr = (const char *)memchr(buf + at, '\r', look);
-    if (!cr) return avail > max ? -2 : -1;
+    if (!cr) return avail > max ? -3 : -1;
     if ((size_t)(cr - buf) + 1 >= len) return -1; /* the '\n' has not come */
     if (cr[1] != '\n') return -2;
     return (long)(cr - buf);
@@ -9015,9 +9016,12 @@ ZK_API int zk_resp_parse(const char *buf, size_t len, size_t max_bulk, zk_resp_r
         char type;
         if (at >= len) return ZK_EAGAIN;
         type = buf[at];
+        if (type != '+' && type != '-' && type != ':' && type != '$' && type != '*')
+            return ZK_EPROTO; /* at once: a peer that sent garbage may send nothing more */
         end = zk__line_end(buf, len, at + 1, type == '+' || type == '-' ? 65536 : 32);
         if (end == -1) return ZK_EAGAIN;
-        if (end == -2) return type == '+' || type == '-' ? ZK_ETOOBIG : ZK_EPROTO;
+        if (end == -2) return ZK_EPROTO;
+        if (end == -3) return type == '+' || type == '-' ? ZK_ETOOBIG : ZK_EPROTO;
         memset(&it, 0, sizeof it);
         it.depth = open;
         switch (type) {
@@ -9036,7 +9040,9 @@ ZK_API int zk_resp_parse(const char *buf, size_t len, size_t max_bulk, zk_resp_r
         case '$': {
             int64_t n;
             size_t start;
-            if (zk__parse_i64(buf + at + 1, (size_t)end - (at + 1), &n) < 0 || n < -1) return ZK_EPROTO;
+            if (zk__parse_i64(buf + at + 1, (size_t)end - (at + 1), &n) < 0 || n < -1 ||
+                (buf[at + 1] == '-' && n != -1))
+                return ZK_EPROTO;
             start = (size_t)end + 2;
             if (n == -1) {
                 it.type = ZK_RESP_NIL;
@@ -9054,7 +9060,9 @@ ZK_API int zk_resp_parse(const char *buf, size_t len, size_t max_bulk, zk_resp_r
         }
         case '*': {
             int64_t n;
-            if (zk__parse_i64(buf + at + 1, (size_t)end - (at + 1), &n) < 0 || n < -1) return ZK_EPROTO;
+            if (zk__parse_i64(buf + at + 1, (size_t)end - (at + 1), &n) < 0 || n < -1 ||
+                (buf[at + 1] == '-' && n != -1))
+                return ZK_EPROTO;
             at = (size_t)end + 2;
             if (n == -1) {
                 it.type = ZK_RESP_NIL;
@@ -9084,14 +9092,23 @@ ZK_API int zk_resp_parse(const char *buf, size_t len, size_t max_bulk, zk_resp_r
     }
 }
 
+/* snprintf into a small buffer, then copied: out needs no room for a NUL. */
+ZK__PRIVATE int zk__put_head(char *out, size_t cap, size_t at, const char *fmt, unsigned long long v) {
+    char tmp[48];
+    int n = snprintf(tmp, sizeof tmp, fmt, v);
+    if (n < 0 || (size_t)n > cap - at) return -1;
+    memcpy(out + at, tmp, (size_t)n);
+    return n;
+}
+
 ZK_API int zk_resp_command(char *out, size_t cap, size_t argc, const zk_str *argv) {
     size_t at, i;
-    int n = snprintf(out, cap, "*%lu\r\n", (unsigned long)argc);
-    if (n < 0 || (size_t)n >= cap) return ZK_ENOSPACE;
+    int n = zk__put_head(out, cap, 0, "*%llu\r\n", (unsigned long long)argc);
+    if (n < 0) return ZK_ENOSPACE;
     at = (size_t)n;
     for (i = 0; i < argc; i++) {
-        n = snprintf(out + at, cap - at, "$%lu\r\n", (unsigned long)argv[i].len);
-        if (n < 0 || (size_t)n >= cap - at || cap - at - (size_t)n < argv[i].len + 2) return ZK_ENOSPACE;
+        n = zk__put_head(out, cap, at, "$%llu\r\n", (unsigned long long)argv[i].len);
+        if (n < 0 || cap - at - (size_t)n < argv[i].len + 2) return ZK_ENOSPACE;
         at += (size_t)n;
         if (argv[i].len) memcpy(out + at, argv[i].ptr, argv[i].len);
         at += argv[i].len;
@@ -9144,12 +9161,8 @@ ZK_API int zk_nats_parse(const char *buf, size_t len, size_t max_payload, zk_nat
     /* INFO may be long; everything else fits in 4 KiB */
     end = zk__line_end(buf, len, 0, len >= 4 && zk__ascii_eq_nocase(buf, 4, "INFO") ? 65536 : 4096);
     if (end == -1) return ZK_EAGAIN;
-    if (end == -2) {
-        size_t i;
-        for (i = 0; i < len && i < 4096; i++) /* a CR not followed by LF is malformed, not long */
-            if (buf[i] == '\r' && i + 1 < len && buf[i + 1] != '\n') return ZK_EPROTO;
-        return ZK_ETOOBIG;
-    }
+    if (end == -2) return ZK_EPROTO;
+    if (end == -3) return ZK_ETOOBIG;
     line = buf;
     line_len = (size_t)end;
     for (op_len = 0; op_len < line_len && line[op_len] != ' ' && line[op_len] != '\t'; op_len++) {}
@@ -9177,11 +9190,17 @@ ZK_API int zk_nats_parse(const char *buf, size_t len, size_t max_payload, zk_nat
         out->text.len = b - a;
     } else if (zk__ascii_eq_nocase(line, op_len, "MSG")) {
         zk_str tok[4];
-        size_t n = zk__tokens(line + rest_at, line_len - rest_at, tok, 4), start;
-        int64_t sid, size;
-        if (n < 3 || n > 4) return ZK_EPROTO;
-        if (zk__parse_i64(tok[1].ptr, tok[1].len, &sid) < 0 || sid < 0) return ZK_EPROTO;
-        if (zk__parse_i64(tok[n - 1].ptr, tok[n - 1].len, &size) < 0 || size < 0) return ZK_EPROTO;
+        size_t n = zk__tokens(line + rest_at, line_len - rest_at, tok, 4), start, k;
+        uint64_t sid = 0;
+        int64_t size;
+        if (n < 3 || n > 4 || tok[1].len > 20) return ZK_EPROTO;
+        for (k = 0; k < tok[1].len; k++) { /* digits only: the full uint64 range */
+            unsigned d = (unsigned char)tok[1].ptr[k] - '0';
+            if (d > 9 || sid > (UINT64_MAX - d) / 10) return ZK_EPROTO;
+            sid = sid * 10 + d;
+        }
+        if (tok[n - 1].ptr[0] == '-' || zk__parse_i64(tok[n - 1].ptr, tok[n - 1].len, &size) < 0)
+            return ZK_EPROTO;
         if ((uint64_t)size > max_payload) return ZK_ETOOBIG;
         start = (size_t)end + 2;
         if (start > len || len - start < (size_t)size + 2) return ZK_EAGAIN;
@@ -9189,7 +9208,7 @@ ZK_API int zk_nats_parse(const char *buf, size_t len, size_t max_payload, zk_nat
         out->type = ZK_NATS_MSG;
         out->subject = tok[0];
         if (n == 4) out->reply = tok[2];
-        out->sid = (uint64_t)sid;
+        out->sid = sid;
         out->payload.ptr = buf + start;
         out->payload.len = (size_t)size;
         return (int)(start + (size_t)size + 2);
@@ -9258,15 +9277,17 @@ ZK_API int zk_nats_pub(char *out, size_t cap, zk_str subject, zk_str payload) {
 ZK_API int zk_nats_sub(char *out, size_t cap, zk_str subject, uint64_t sid) {
     int n;
     if (!zk__subject_valid(subject.ptr, subject.len)) return ZK_EINVAL;
-    n = snprintf(out, cap, "SUB %.*s %llu\r\n", (int)subject.len, subject.ptr, (unsigned long long)sid);
-    if (n < 0 || (size_t)n >= cap) return ZK_ENOSPACE;
-    return n;
+    if (cap < 4 || cap - 4 < subject.len) return ZK_ENOSPACE;
+    memcpy(out, "SUB ", 4);
+    memcpy(out + 4, subject.ptr, subject.len);
+    n = zk__put_head(out, cap, 4 + subject.len, " %llu\r\n", (unsigned long long)sid);
+    if (n < 0 || 4 + subject.len + (size_t)n > 0x7fffffff) return ZK_ENOSPACE;
+    return (int)(4 + subject.len + (size_t)n);
 }
 
 ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid) {
-    int n = snprintf(out, cap, "UNSUB %llu\r\n", (unsigned long long)sid);
-    if (n < 0 || (size_t)n >= cap) return ZK_ENOSPACE;
-    return n;
+    int n = zk__put_head(out, cap, 0, "UNSUB %llu\r\n", (unsigned long long)sid);
+    return n < 0 ? ZK_ENOSPACE : n;
 }
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */

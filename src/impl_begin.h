@@ -1,4 +1,4 @@
-#include "client.h"
+#include "broker.h"
 
 #ifdef __cplusplus
 }

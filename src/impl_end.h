@@ -1,4 +1,4 @@
-#include "client.c"
+#include "broker.c"
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */
 

@@ -27,6 +27,7 @@ PARTS = [
     "src/value.h",
     "src/app.h",
     "src/client.h",
+    "src/broker.h",
     # implementation (under ZOCKET_IMPLEMENTATION)
     "src/impl_begin.h",
     "src/common.c",
@@ -40,6 +41,7 @@ PARTS = [
     "src/json.c",
     "src/app.c",
     "src/client.c",
+    "src/broker.c",
     "src/impl_end.h",
 ]
 

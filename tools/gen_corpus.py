@@ -19,6 +19,14 @@ app/       one message (see tests/fuzz/fuzz_app.c), used whole as a Zocket
            passes and failures, middleware refusals, kept requests answered
            ok, with an error or after the timeout (the last byte), malformed
            envelopes, bad rpcIds, invalid UTF-8, deep nesting
+resp/      what a Redis server sends (see tests/fuzz/fuzz_resp.c), read as a
+           stream of RESP2 replies: every type, nil bulk and array, binary
+           bulks, nested arrays, pub/sub replies back to back, integers at
+           the edges, limits (items, depth, line length) and malformed replies
+nats/      what a NATS server sends (see tests/fuzz/fuzz_nats.c), read as a
+           stream of operations: INFO, MSG with and without a reply subject,
+           payloads holding CR LF, PING/PONG/+OK/-ERR in any case, HMSG,
+           oversized lines and malformed sizes
 
 Deterministic: the same files, byte for byte, on every run. It only writes
 files; it does not delete any.
@@ -383,6 +391,97 @@ def client_corpus():
     return a
 
 
+# ---- resp ----
+
+
+def bulk(b):
+    return b"$%d\r\n" % len(b) + b + b"\r\n"
+
+
+def array(*items):
+    return b"*%d\r\n" % len(items) + b"".join(items)
+
+
+def resp_corpus():
+    r = {}
+    r["simple_ok"] = b"+OK\r\n"
+    r["simple_empty"] = b"+\r\n"
+    r["error"] = b"-ERR unknown command 'FOO', with args beginning with: \r\n"
+    r["error_wrongtype"] = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
+    r["integers"] = b":0\r\n:1\r\n:-1\r\n:9223372036854775807\r\n:-9223372036854775808\r\n:007\r\n"
+    r["integer_overflow"] = b":9223372036854775808\r\n"
+    r["integer_underflow"] = b":-9223372036854775809\r\n"
+    r["bulks"] = bulk(b"hello") + bulk(b"") + b"$-1\r\n" + bulk(b"a\r\nb\x00\xff\r\n") + bulk(b"\r\n")
+    r["arrays"] = b"*0\r\n*-1\r\n" + array(array(b":1\r\n", bulk(b"a")), b"*0\r\n", b"$-1\r\n")
+    r["pubsub"] = (array(bulk(b"subscribe"), bulk(b"room"), b":1\r\n") +
+                   array(bulk(b"psubscribe"), bulk(b"room.*"), b":2\r\n") +
+                   array(bulk(b"message"), bulk(b"room"), bulk(b'{"type":"chat","text":"hi"}')) +
+                   array(bulk(b"pmessage"), bulk(b"room.*"), bulk(b"room.a"), bulk(b"*1\r\n:1\r\n")) +
+                   array(bulk(b"pong"), bulk(b"")) +
+                   array(bulk(b"unsubscribe"), bulk(b"room"), b":0\r\n"))
+    r["message_partial"] = array(bulk(b"message"), bulk(b"room"), bulk(b"hello"))[:-4]
+    r["items_16"] = array(*[b":%d\r\n" % i for i in range(15)])
+    r["items_17"] = array(*[bulk(b"x") for _ in range(16)])
+    r["items_nested_19"] = array(array(*[b":1\r\n"] * 8), array(*[b"+x\r\n"] * 8))
+    r["array_header_too_big"] = b"*17\r\n"
+    deep8 = b":8\r\n"
+    for _ in range(8):
+        deep8 = array(deep8)
+    r["depth_8"] = deep8
+    r["depth_9"] = array(deep8)
+    r["simple_64k"] = b"+" + b"a" * 65536 + b"\r\n+OK\r\n"
+    r["simple_too_long"] = b"+" + b"a" * 65537 + b"\r\n"
+    r["header_too_long"] = b"$" + b"0" * 40 + b"1\r\nx\r\n"
+    r["bulk_too_big"] = b"$536870913\r\n"
+    r["bad_type"] = b"+OK\r\n?x\r\n"
+    r["bad_resp3"] = b"_\r\n#t\r\n,1.5\r\n%1\r\n"
+    r["bad_bare_cr"] = b":1\rX\r\n"
+    r["bad_bare_cr_simple"] = b"+O\rK\r\n"
+    r["bad_bulk_length"] = b"$5\r\nhi\r\n:1\r\n"
+    r["bad_bulk_short"] = b"$2\r\nhello\r\n"
+    r["bad_signs"] = b":+1\r\n"
+    r["bad_space"] = b"*1 \r\n:1\r\n"
+    r["bad_nil_length"] = b"$-2\r\n"
+    return r
+
+
+# ---- nats ----
+
+
+def nats_msg(subject, sid, payload, reply=None):
+    line = b"MSG " + subject + b" %d " % sid + (reply + b" " if reply else b"") + b"%d\r\n" % len(payload)
+    return line + payload + b"\r\n"
+
+
+def nats_corpus():
+    n = {}
+    info = b'INFO {"server_id":"NCXMJZYQEWUDJFLYLSTTE745I2WUNCVG3LJJ3NRKSFJXEG6RGK7753DJ","version":"2.10.7",' \
+        b'"proto":1,"headers":true,"max_payload":1048576,"client_id":5}\r\n'
+    n["session"] = (info + b"PING\r\n+OK\r\n" + nats_msg(b"zk.room.lobby", 1, b'{"type":"chat"}') +
+                    nats_msg(b"zk.room.a_2Eb", 2, b"", b"_INBOX.x.1") + b"PONG\r\n")
+    n["info_lower"] = b"info {}\r\n"
+    n["info_long"] = b'INFO {"x":"' + b"x" * 10000 + b'"}\r\nPING\r\n'
+    n["info_too_long"] = b'INFO {"x":"' + b"x" * 65536 + b'"}\r\n'
+    n["msg_reply"] = nats_msg(b"a.b", 12, b"abc", b"_INBOX.x.y")
+    n["msg_empty"] = nats_msg(b"a", 1, b"")
+    n["msg_crlf_payload"] = nats_msg(b"a", 1, b"x\r\nPING\r\n\x00\r\n")
+    n["msg_spaces_tabs"] = b"mSg\t\ta  \t 2\t\tr   1 \t\r\ny\r\n"
+    n["msg_big_sid"] = nats_msg(b"a", 9223372036854775807, b"z") + b"MSG a 18446744073709551615 0\r\n\r\n"
+    n["msg_payload_1mib_header"] = b"MSG a 1 1048577\r\n"
+    n["ping_pong_case"] = b"Ping\r\npong \t\r\n+ok\r\n"
+    n["err"] = b"-ERR 'Unknown Protocol Operation'\r\n-err 'Stale Connection'  \r\n-ERR\r\n"
+    n["bad_hmsg"] = b"HMSG a 1 12 14\r\nNATS/1.0\r\n\r\nhi\r\n"
+    n["bad_unknown"] = b"PING\r\nFOO bar\r\n"
+    n["bad_msg_tokens"] = b"MSG a 1\r\n"
+    n["bad_msg_too_many"] = b"MSG a 1 r x 3\r\nabc\r\n"
+    n["bad_size"] = b"MSG a 1 -1\r\n"
+    n["bad_size_text"] = b"MSG a 1 3x\r\nabc\r\n"
+    n["bad_trailer"] = b"MSG a 1 3\r\nabcXY"
+    n["bad_bare_cr"] = b"PI\rNG\r\n"
+    n["control_line_too_long"] = b"MSG " + b"s" * 4089 + b" 1 0\r\n\r\n"
+    return n
+
+
 def write(kind, files):
     d = os.path.join(ROOT, kind)
     os.makedirs(d, exist_ok=True)
@@ -398,6 +497,8 @@ def main():
     write("json", json_corpus())
     write("app", app_corpus())
     write("client", client_corpus())
+    write("resp", resp_corpus())
+    write("nats", nats_corpus())
     return 0
 
 
