@@ -32,7 +32,9 @@
          by close code, pings to catch dead connections, calls with
          timeouts, a bounded offline queue, rejoin calls, shared identical
          calls, a result cache, undo for optimistic updates
-     Brokers (Redis, NATS) and MessagePack come later.
+       - zk_resp_*, zk_nats_*: the Redis and NATS wire protocols, sans I/O
+         (the adapters that carry rooms between processes come next)
+     MessagePack comes later.
 
    QUICK START (an echo server)
        #define ZOCKET_IMPLEMENTATION
@@ -88,6 +90,7 @@
      ZK_REQUEST_MAX_VALUES    all    middleware values per request (8)
      ZK_ROOM_MAX_NAME         all    bytes in a room name (128)
      ZK_SCHEMA_MAX_ISSUES     all    issues listed per INVALID_INPUT (16)
+     ZK_RESP_MAX_ITEMS        all    values kept per Redis reply (16)
      ZK_HAVE_EPOLL, ZK_HAVE_KQUEUE
                               impl   0 or 1: which pollers to build
                                      (detected from the platform)
