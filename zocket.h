@@ -1573,6 +1573,111 @@ ZK_API int zk_nats_pub(char *out, size_t cap, zk_str subject, zk_str payload);
 ZK_API int zk_nats_sub(char *out, size_t cap, zk_str subject, uint64_t sid);
 ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid);
 
+/* ---- the adapter: rooms across server processes ----
+
+   A zk_broker joins an app to other server processes (nodes) through a
+   Redis or NATS server, so that rooms, ids and "everyone" span them all.
+   It runs on the app's loop: non-blocking sockets, no threads.
+
+   - A room is subscribed while it has local members: when its first local
+     member joins and unsubscribed when its last one leaves. Sends to
+     everyone and to ids not found locally go through one reserved channel
+     that every node subscribes ("<prefix>:all" on Redis, "<prefix>.all" on
+     NATS; rooms are "<prefix>:r:<name>" and "<prefix>.r.<escaped name>").
+   - zk_app_send delivers to local recipients at once and publishes one copy
+     per room named (one in all for `all` or remote ids). Each copy carries
+     the origin node, a sequence number and the whole target, so a node
+     delivers the first copy it gets to all its local recipients and drops
+     the others: a recipient gets a message once, whatever the number of
+     rooms it is in, and `except` holds across nodes. A node drops its own
+     copies.
+   - When the broker goes away the adapter reconnects with full-jitter
+     backoff and subscribes again. Messages sent meanwhile wait in a bounded
+     queue and go out in order once it is back. Recently published messages
+     are kept (in the same bounded ring) and sent again when another node
+     comes back and says which of ours it saw last, so a node that was cut
+     off gets what it missed, in order, once. Past the limit the oldest
+     messages already sent are forgotten first; when the ring holds only
+     unsent ones, zk_app_send returns ZK_ENOSPACE and delivers nothing.
+   - Connection state and queue depth: zk_broker_state, zk_broker_get_stats
+     and the on_state callback.
+
+   Host names in the URL are resolved once, in zk_broker_new, with
+   getaddrinfo (blocking); numeric addresses and "localhost" never block. */
+
+typedef struct zk_broker zk_broker;
+
+enum {
+    ZK_BROKER_CONNECTING = 0,   /* first connection not up yet */
+    ZK_BROKER_OPEN,             /* connected and subscribed */
+    ZK_BROKER_RECONNECTING      /* lost; retrying with backoff */
+};
+
+typedef void (*zk_broker_state_fn)(zk_broker *broker, int state, void *data);
+
+typedef struct zk_broker_opts {
+    const char *url;            /* redis://[:password@]host[:port] (6379), or
+                                   nats://[user:password@|token@]host[:port] (4222) */
+    const char *prefix;         /* channel prefix, NULL: "zocket". [A-Za-z0-9_-],
+                                   1 to 64 bytes: nodes sharing it form one app */
+    size_t max_queue;           /* 0: 4096 messages in the ring (unsent + kept) */
+    size_t max_queue_bytes;     /* 0: 8 MiB of messages in the ring */
+    size_t max_message;         /* 0: 1 MiB; a bigger message: ZK_ETOOBIG. NATS
+                                   servers announce their own max_payload, and a
+                                   message over it is dropped and counted */
+    uint32_t connect_timeout_ms;/* 0: 5000 */
+    uint32_t backoff_base_ms;   /* 0: 100; attempt n waits random(0, min(max, base*2^n)) */
+    uint32_t backoff_max_ms;    /* 0: 5000 */
+    uint32_t ping_ms;           /* 0: 5000: a ping when idle this long; no answer
+                                   within the next ping_ms: reconnect */
+    uint32_t hold_ms;           /* 0: 2000: after coming back, how long a peer's
+                                   messages wait for that peer's replay before
+                                   being delivered anyway */
+    zk_broker_state_fn on_state;/* each change of zk_broker_state */
+    void *data;                 /* yours: zk_broker_data() */
+} zk_broker_opts;
+
+/* Attaches a broker to app (one per app) and starts connecting; rooms the
+   app already has are subscribed. NULL with *err: ZK_EINVAL (bad URL,
+   prefix or option; the app has one already), ZK_ENOTFOUND (host not
+   found), ZK_ENOMEM. err may be NULL. */
+ZK_API zk_broker *zk_broker_new(zk_app *app, const zk_broker_opts *opts, int *err);
+/* Detaches and frees it (unsent messages are dropped). zk_app_free frees an
+   attached broker too. */
+ZK_API void zk_broker_free(zk_broker *broker);
+ZK_API zk_broker *zk_app_broker(const zk_app *app);
+ZK_API int zk_broker_state(const zk_broker *broker);
+ZK_API const char *zk_broker_state_name(int state);
+/* The last error seen (connect failure, broker error reply, protocol
+   error), "" when none. */
+ZK_API const char *zk_broker_error(const zk_broker *broker);
+ZK_API void *zk_broker_data(const zk_broker *broker);
+/* This node's id: 16 hex characters, random per broker. */
+ZK_API const char *zk_broker_node(const zk_broker *broker);
+
+typedef struct zk_broker_stats {
+    uint64_t published;         /* messages sent to the broker (once each; copies
+                                   per room and replays not counted) */
+    uint64_t publishes;         /* PUBLISH / PUB commands written, all copies */
+    uint64_t received;          /* messages from other nodes, first copies */
+    uint64_t delivered;         /* connections they were queued to here */
+    uint64_t duplicates;        /* copies dropped: seen already, or our own */
+    uint64_t invalid;           /* messages on our channels we could not read */
+    uint64_t replayed;          /* messages sent again for a node that came back */
+    uint64_t forgotten;         /* messages dropped from the ring before a node that
+                                   came back asked for them (lost for it) */
+    uint64_t refused;           /* zk_app_send calls refused: ring full (ZK_ENOSPACE) */
+    uint64_t oversize;          /* messages over the NATS server's max_payload, dropped */
+    uint64_t connects;          /* broker connections established */
+    uint64_t disconnects;       /* broker connections lost or dropped */
+    size_t queued;              /* messages not yet confirmed by the broker */
+    size_t queued_bytes;
+    size_t kept;                /* messages in the ring, sent or not */
+    size_t rooms;               /* rooms subscribed (local rooms) */
+    size_t nodes;               /* other nodes heard from (at most 256 remembered) */
+} zk_broker_stats;
+ZK_API void zk_broker_get_stats(const zk_broker *broker, zk_broker_stats *out);
+
 #ifdef __cplusplus
 }
 #endif
@@ -6808,7 +6913,13 @@ struct zk_app {
     zk_request *orphans;         /* kept requests whose connection is gone */
     unsigned char ids_pool[512]; /* random bytes from the OS, for client ids */
     size_t ids_left;
+    zk_broker *broker;           /* rooms across processes (broker.c), or NULL */
 };
+
+/* broker.c: a room got its first local member (on 1) or lost its last (0);
+   a message to publish (before it is delivered here); the app going away. */
+ZK__PRIVATE int zk__broker_room(zk_broker *b, const char *room, size_t len, int on);
+ZK__PRIVATE int zk__broker_publish(zk_broker *b, const zk_target *to);
 
 ZK_API void *zk_request_context(const zk_request *r) { return r->app ? (r->member ? r->member->context : NULL) : r->context; }
 ZK_API void zk_request_set_context(zk_request *r, void *ctx) {
@@ -7522,6 +7633,7 @@ ZK_API zk_app *zk_app_new(zk_loop *loop, const zk_app_opts *opts, int *err) {
 
 ZK_API void zk_app_free(zk_app *app) {
     if (!app) return;
+    zk_broker_free(app->broker);
     zk_server_free(app->server); /* on_close for each: members go */
     while (app->count) zk__member_free(app->members[app->count - 1]);
     while (app->orphans) {
@@ -7610,12 +7722,18 @@ ZK_API int zk_room_join(zk_conn *c, const char *room) {
             ZK_FREE(rm);
             return ZK_ENOMEM;
         }
+        if (app->broker && zk__broker_room(app->broker, rm->name, len, 1) < 0) {
+            zk__map_del(&app->rooms, rm->name, len);
+            ZK_FREE(rm);
+            return ZK_ENOMEM;
+        }
     }
     if (rm->count == rm->cap) {
         uint32_t cap = rm->cap ? rm->cap * 2 : 4;
         zk__seat *a = (zk__seat *)ZK_REALLOC(rm->seats, cap * sizeof *a);
         if (!a) {
             if (!rm->count) {
+                if (app->broker) zk__broker_room(app->broker, rm->name, len, 0);
                 zk__map_del(&app->rooms, rm->name, len);
                 ZK_FREE(rm);
             }
@@ -7647,6 +7765,7 @@ ZK__PRIVATE void zk__room_leave_slot(zk__member *m, uint32_t slot) {
         moved->room->seats[moved->seat].slot = slot;
     }
     if (!rm->count) {
+        if (m->app->broker) zk__broker_room(m->app->broker, rm->name, rm->name_len, 0);
         zk__map_del(&m->app->rooms, rm->name, rm->name_len);
         ZK_FREE(rm->seats);
         ZK_FREE(rm);
@@ -7726,18 +7845,18 @@ ZK_API zk_writer *zk_app_message(zk_app *app, const char *type) {
     return &app->payload;
 }
 
-/* Encodes the started message as one server frame in app->frame. */
-ZK__PRIVATE int zk__app_frame(zk_app *app) {
+/* Encodes a message (payload: JSON text, or none when empty) as one server
+   frame in app->frame. */
+ZK__PRIVATE int zk__app_frame_of(zk_app *app, zk_str type, zk_str payload) {
     zk_writer *w = &app->message;
-    zk_str payload = zk_writer_result(&app->payload), msg;
+    zk_str msg;
     unsigned char header[14];
     size_t hlen, need;
     zk_frame *f;
-    if (!app->message_started || app->payload.err || (app->payload.len && !payload.ptr)) return ZK_EINVAL;
     zk_writer_reset(w);
     zk_write_object(w);
     zk_write_key(w, "type");
-    zk_write_str(w, app->message_type);
+    zk_write_str_n(w, type.ptr, type.len);
     if (payload.ptr) {
         zk_write_key(w, "payload");
         zk__write_raw(w, payload.ptr, payload.len);
@@ -7766,6 +7885,15 @@ ZK__PRIVATE int zk__app_frame(zk_app *app) {
     memcpy(ZK__FRAME_BYTES(f), header, hlen);
     memcpy(ZK__FRAME_BYTES(f) + hlen, msg.ptr, msg.len);
     return 0;
+}
+
+/* The started message. */
+ZK__PRIVATE int zk__app_frame(zk_app *app) {
+    zk_str payload = zk_writer_result(&app->payload), type;
+    if (!app->message_started || app->payload.err || (app->payload.len && !payload.ptr)) return ZK_EINVAL;
+    type.ptr = app->message_type;
+    type.len = strlen(app->message_type);
+    return zk__app_frame_of(app, type, payload);
 }
 
 ZK__PRIVATE void zk__app_close_slow(zk__member *m) {
@@ -7802,6 +7930,10 @@ ZK_API int zk_app_send(zk_app *app, const zk_target *to) {
     if (!app || !to) return ZK_EINVAL;
     rc = zk__app_frame(app);
     if (rc < 0) return rc;
+    if (app->broker) { /* published first: refused (queue full), it goes nowhere */
+        rc = zk__broker_publish(app->broker, to);
+        if (rc < 0) return rc;
+    }
     f = app->frame;
     app->mark++;
     if (to->all) {
@@ -9291,6 +9423,1582 @@ ZK_API int zk_nats_sub(char *out, size_t cap, zk_str subject, uint64_t sid) {
 ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid) {
     int n = zk__put_head(out, cap, 0, "UNSUB %llu\r\n", (unsigned long long)sid);
     return n < 0 ? ZK_ENOSPACE : n;
+}
+
+/* ---- the adapter ----
+
+   Between nodes a message travels as text (the canonical form):
+     "ZK1 M <node> <L|P> <seq> <flags> <except|-> <rooms> <ids>\n"
+     then each room and each id as "<len>:<bytes>", then "<len>:<type>",
+     then the payload as JSON (nothing for none).
+   flags: 1 all, plus the delivery policy times 2. L is a first send, P a
+   replay. Control messages:
+     "ZK1 H <node> <seq> <n>\n" and n lines "<node> <seq>\n": hello, sent
+     after (re)subscribing: the sender's last confirmed seq and, per node,
+     the last seq of that node it delivered;
+     "ZK1 R <node> <seq> <to>\n": "replayed for <to> up to <seq>". */
+
+#define ZK__NODE_LEN 16
+#define ZK__BROKER_MAX_NODES 256
+#define ZK__DEDUP_WINDOW 1024      /* bits per node: seqs below the newest that are tracked */
+#define ZK__BROKER_OUT_HIGH 262144 /* stop adding publishes past this much unsent output */
+#define ZK__BROKER_MAX_MARKS 64
+
+enum { ZK__B_REDIS = 1, ZK__B_NATS };
+enum { ZK__BC_IDLE, ZK__BC_WAIT, ZK__BC_CONNECTING, ZK__BC_HANDSHAKE, ZK__BC_READY };
+
+typedef struct zk__bconn {
+    zk_broker *b;
+    int sub;                     /* the subscribing connection (NATS: the only one) */
+    int state;                   /* ZK__BC_* */
+    zk__io io;                   /* fd -1 when closed */
+    char *in;
+    size_t in_len, in_cap;
+    char *out;
+    size_t out_len, out_off, out_cap;
+    zk_timer timer;              /* backoff, connect deadline, then ping */
+    uint32_t attempts;
+    uint64_t last_rx;
+    int ping_out;
+    int auth_wait;               /* the next reply answers AUTH (Redis) */
+    uint64_t writes, answers;    /* Redis: commands and replies; NATS: PINGs and PONGs */
+    size_t pending;              /* handshake answers still awaited */
+} zk__bconn;
+
+typedef struct zk__bent {        /* a published message in the ring */
+    char *body;
+    size_t len;
+    uint64_t ack;                /* the answer count that confirms it */
+} zk__bent;
+
+typedef struct zk__held {        /* a message from a node we wait for a replay from */
+    struct zk__held *next;
+    uint64_t seq;
+    size_t len;                  /* body follows */
+} zk__held;
+
+typedef struct zk__origin {
+    char node[ZK__NODE_LEN];
+    uint64_t seen;               /* the newest seq delivered */
+    uint64_t bits[ZK__DEDUP_WINDOW / 64]; /* bit i: seen - i delivered */
+    uint64_t heard;              /* loop time of the last message */
+    uint64_t hold_until;         /* 0: not holding */
+    zk__held *held;              /* sorted by seq */
+    size_t held_count;
+} zk__origin;
+
+typedef struct zk__broom {
+    uint64_t sid;                /* NATS */
+    size_t len;                  /* name follows */
+} zk__broom;
+
+struct zk_broker {
+    zk_app *app;
+    zk_loop *loop;
+    zk_broker_opts opts;
+    int kind;
+    char *user, *password;       /* from the URL; NATS token: password without user */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
+    char prefix[65];
+    char node[ZK__NODE_LEN + 1];
+    int state;
+    int was_open;
+    char error[160];
+    zk__bconn conn[2];           /* [0] subscribes; [1] publishes (Redis only) */
+    zk__map rooms;               /* name -> zk__broom, rooms with local members */
+    uint64_t next_sid;
+    /* the ring: seqs [first, next) are kept; [acked, next) not confirmed;
+       [sent, next) not written on the current connection */
+    zk__bent *ring;
+    size_t ring_bytes;
+    uint64_t first, acked, sent, next;
+    int hello_pending;
+    char marks[ZK__BROKER_MAX_MARKS][ZK__NODE_LEN]; /* "replayed for" markers to send */
+    uint64_t mark_seq[ZK__BROKER_MAX_MARKS];
+    size_t mark_count;
+    zk__origin *origins;
+    size_t origin_count;
+    zk_timer hold_timer;
+    zk__work flush_work;
+    zk_doc doc;
+    zk_writer scratch, hello_writer;
+    size_t nats_max_payload;
+    zk_broker_stats stats;
+};
+
+ZK__PRIVATE void zk__bconn_start(zk__bconn *bc);
+ZK__PRIVATE void zk__broker_flush(zk_broker *b);
+ZK__PRIVATE void zk__broker_hold_check(zk_broker *b);
+
+ZK__PRIVATE void zk__broker_set_error(zk_broker *b, const char *what, zk_str detail) {
+    size_t n = strlen(what), d = detail.len;
+    if (n > sizeof b->error - 1) n = sizeof b->error - 1;
+    memcpy(b->error, what, n);
+    if (d && n + 2 < sizeof b->error) {
+        b->error[n++] = ':';
+        b->error[n++] = ' ';
+        if (d > sizeof b->error - 1 - n) d = sizeof b->error - 1 - n;
+        memcpy(b->error + n, detail.ptr, d);
+        n += d;
+    }
+    b->error[n] = 0;
+    /* broker text is shown to people: keep it printable */
+    for (d = 0; d < n; d++)
+        if ((unsigned char)b->error[d] < 32 || (unsigned char)b->error[d] == 127) b->error[d] = '?';
+}
+
+ZK__PRIVATE size_t zk__broker_nconns(const zk_broker *b) { return b->kind == ZK__B_REDIS ? 2 : 1; }
+
+/* OPEN when every connection is ready. */
+ZK__PRIVATE void zk__broker_update_state(zk_broker *b) {
+    size_t i;
+    int ready = 1, st;
+    for (i = 0; i < zk__broker_nconns(b); i++)
+        if (b->conn[i].state != ZK__BC_READY) ready = 0;
+    st = ready ? ZK_BROKER_OPEN : b->was_open ? ZK_BROKER_RECONNECTING : ZK_BROKER_CONNECTING;
+    if (ready) b->was_open = 1;
+    if (st == b->state) return;
+    b->state = st;
+    if (b->opts.on_state) b->opts.on_state(b, st, b->opts.data);
+}
+
+/* ---- output ---- */
+
+ZK__PRIVATE char *zk__bout(zk__bconn *bc, size_t n) {
+    if (bc->out_off && bc->out_off == bc->out_len) bc->out_off = bc->out_len = 0;
+    if (bc->out_cap - bc->out_len < n) {
+        size_t cap = bc->out_cap ? bc->out_cap : 4096;
+        char *p;
+        if (bc->out_off) { /* reclaim what was written */
+            memmove(bc->out, bc->out + bc->out_off, bc->out_len - bc->out_off);
+            bc->out_len -= bc->out_off;
+            bc->out_off = 0;
+        }
+        while (cap - bc->out_len < n) cap *= 2;
+        if (cap != bc->out_cap) {
+            p = (char *)ZK_REALLOC(bc->out, cap);
+            if (!p) return NULL;
+            bc->out = p;
+            bc->out_cap = cap;
+        }
+    }
+    return bc->out + bc->out_len;
+}
+
+ZK__PRIVATE int zk__bout_raw(zk__bconn *bc, const char *s, size_t n) {
+    char *p = zk__bout(bc, n);
+    if (!p) return ZK_ENOMEM;
+    memcpy(p, s, n);
+    bc->out_len += n;
+    return 0;
+}
+
+/* A Redis command of argc bulk strings. */
+ZK__PRIVATE int zk__bout_resp(zk__bconn *bc, size_t argc, const zk_str *argv) {
+    size_t need = 16, i;
+    char *p;
+    int n;
+    for (i = 0; i < argc; i++) need += argv[i].len + 24;
+    p = zk__bout(bc, need);
+    if (!p) return ZK_ENOMEM;
+    n = zk_resp_command(p, need, argc, argv);
+    if (n < 0) return n;
+    bc->out_len += (size_t)n;
+    bc->writes++;
+    return 0;
+}
+
+ZK__PRIVATE void zk__bconn_fail(zk__bconn *bc, const char *why, zk_str detail);
+
+/* Writes what it can; the rest waits for writable. */
+ZK__PRIVATE void zk__bconn_write(zk__bconn *bc) {
+    zk_broker *b = bc->b;
+    while (bc->out_off < bc->out_len) {
+        ssize_t n = send(bc->io.fd, bc->out + bc->out_off, bc->out_len - bc->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            zk_str none = {NULL, 0};
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            zk__bconn_fail(bc, "broker write failed", none);
+            return;
+        }
+        bc->out_off += (size_t)n;
+    }
+    if (bc->out_off == bc->out_len) bc->out_off = bc->out_len = 0;
+    zk__io_set(b->loop, &bc->io, ZK__IO_READ | (bc->out_len ? ZK__IO_WRITE : 0));
+}
+
+/* ---- connections ---- */
+
+ZK__PRIVATE void zk__bconn_close(zk__bconn *bc) {
+    if (bc->io.fd >= 0) {
+        zk__io_set(bc->b->loop, &bc->io, 0);
+        close(bc->io.fd);
+        bc->io.fd = -1;
+    }
+    bc->in_len = bc->out_len = bc->out_off = 0;
+    bc->writes = bc->answers = 0;
+    bc->pending = 0;
+    bc->ping_out = 0;
+    bc->auth_wait = 0;
+}
+
+ZK__PRIVATE void zk__bconn_timer(zk_timer *t);
+
+/* Retries after a full-jitter backoff. */
+ZK__PRIVATE void zk__bconn_backoff(zk__bconn *bc) {
+    zk_broker *b = bc->b;
+    uint64_t cap = b->opts.backoff_base_ms, delay;
+    uint32_t i;
+    for (i = 0; i < bc->attempts && cap < b->opts.backoff_max_ms; i++) cap *= 2;
+    if (cap > b->opts.backoff_max_ms) cap = b->opts.backoff_max_ms;
+    delay = zk_loop_random(b->loop) % (cap + 1);
+    if (bc->attempts < 31) bc->attempts++;
+    bc->state = ZK__BC_WAIT;
+    zk_timer_start(&bc->timer, delay, 0);
+}
+
+ZK__PRIVATE void zk__broker_lost(zk_broker *b, zk__bconn *bc);
+
+ZK__PRIVATE void zk__bconn_fail(zk__bconn *bc, const char *why, zk_str detail) {
+    zk_broker *b = bc->b;
+    int was = bc->state;
+    zk__broker_set_error(b, why, detail);
+    zk__bconn_close(bc);
+    if (was == ZK__BC_HANDSHAKE || was == ZK__BC_READY) b->stats.disconnects++;
+    zk__bconn_backoff(bc);
+    zk__broker_lost(b, bc);
+    zk__broker_update_state(b);
+}
+
+/* ---- subscriptions ---- */
+
+ZK__PRIVATE zk_str zk__bw_result(const zk_writer *w) {
+    zk_str s = {NULL, 0};
+    if (!w->err) {
+        s.ptr = w->buf;
+        s.len = w->len;
+    }
+    return s;
+}
+
+/* A room's channel (NULL: the reserved one) into w, as raw bytes. */
+ZK__PRIVATE int zk__broker_channel(zk_broker *b, const char *room, size_t len, zk_writer *w) {
+    size_t plen = strlen(b->prefix);
+    zk_writer_reset(w);
+    if (b->kind == ZK__B_REDIS) {
+        zk__w_put(w, b->prefix, plen);
+        if (room) {
+            zk__w_put(w, ":r:", 3);
+            zk__w_put(w, room, len);
+        } else {
+            zk__w_put(w, ":all", 4);
+        }
+    } else if (!room) {
+        zk__w_put(w, b->prefix, plen);
+        zk__w_put(w, ".all", 4);
+    } else {
+        char pre[80];
+        zk_str r;
+        int n;
+        snprintf(pre, sizeof pre, "%s.r", b->prefix);
+        r.ptr = room;
+        r.len = len;
+        if (zk__w_room(w, len * 3 + plen + 8) < 0) return w->err;
+        n = zk_nats_subject(w->buf + w->len, w->cap - w->len, pre, r);
+        if (n < 0) return n;
+        w->len += (size_t)n;
+    }
+    return w->err;
+}
+
+/* Writes the subscription for a room (NULL: the reserved channel). */
+ZK__PRIVATE int zk__broker_sub_cmd(zk_broker *b, const char *room, size_t len, uint64_t sid, int on) {
+    zk__bconn *bc = &b->conn[0];
+    zk_str ch;
+    int rc = zk__broker_channel(b, room, len, &b->scratch);
+    if (rc < 0) return rc;
+    ch = zk__bw_result(&b->scratch);
+    if (b->kind == ZK__B_REDIS) {
+        zk_str argv[2];
+        argv[0].ptr = on ? "SUBSCRIBE" : "UNSUBSCRIBE";
+        argv[0].len = strlen(argv[0].ptr);
+        argv[1] = ch;
+        return zk__bout_resp(bc, 2, argv);
+    } else {
+        char *p = zk__bout(bc, ch.len + 48);
+        int n;
+        if (!p) return ZK_ENOMEM;
+        n = on ? zk_nats_sub(p, ch.len + 48, ch, sid) : zk_nats_unsub(p, ch.len + 48, sid);
+        if (n < 0) return n;
+        bc->out_len += (size_t)n;
+        return 0;
+    }
+}
+
+ZK__PRIVATE int zk__broker_room(zk_broker *b, const char *room, size_t len, int on) {
+    zk__broom *r = (zk__broom *)zk__map_get(&b->rooms, room, len);
+    zk__bconn *bc = &b->conn[0];
+    if (on) {
+        if (r) return 0;
+        r = (zk__broom *)ZK_MALLOC(sizeof *r + len + 1);
+        if (!r) return ZK_ENOMEM;
+        r->sid = ++b->next_sid;
+        r->len = len;
+        memcpy((char *)(r + 1), room, len);
+        ((char *)(r + 1))[len] = 0;
+        if (zk__map_put(&b->rooms, (const char *)(r + 1), len, r) < 0) {
+            ZK_FREE(r);
+            return ZK_ENOMEM;
+        }
+        b->stats.rooms++;
+    } else {
+        if (!r) return 0;
+        zk__map_del(&b->rooms, room, len);
+        b->stats.rooms--;
+    }
+    /* on a connection being set up, the room is in the set it subscribes */
+    if (bc->state == ZK__BC_READY) {
+        if (zk__broker_sub_cmd(b, room, len, r->sid, on) < 0) {
+            zk_str none = {NULL, 0};
+            if (!on) ZK_FREE(r);
+            zk__bconn_fail(bc, "out of memory", none); /* resubscribes from the set */
+            return 0;
+        }
+        zk__bconn_write(bc);
+    }
+    if (!on) ZK_FREE(r);
+    return 0;
+}
+
+/* Everything to subscribe on a fresh connection. */
+ZK__PRIVATE int zk__broker_sub_all(zk_broker *b) {
+    size_t i;
+    int rc = zk__broker_sub_cmd(b, NULL, 0, 1, 1);
+    b->conn[0].pending = 1;
+    for (i = 0; rc == 0 && i < b->rooms.cap; i++) {
+        const zk__broom *r = (const zk__broom *)b->rooms.slots[i].val;
+        if (!r) continue;
+        rc = zk__broker_sub_cmd(b, (const char *)(r + 1), r->len, r->sid, 1);
+        b->conn[0].pending++;
+    }
+    return rc;
+}
+
+/* ---- the ring: what this node published ---- */
+
+ZK__PRIVATE zk__bent *zk__ring_at(zk_broker *b, uint64_t seq) { return &b->ring[seq % b->opts.max_queue]; }
+
+ZK__PRIVATE void zk__ring_drop_first(zk_broker *b) {
+    zk__bent *e = zk__ring_at(b, b->first);
+    b->ring_bytes -= e->len;
+    ZK_FREE(e->body);
+    e->body = NULL;
+    b->first++;
+}
+
+ZK__PRIVATE zk__bconn *zk__broker_pubconn(zk_broker *b) { return &b->conn[b->kind == ZK__B_REDIS ? 1 : 0]; }
+
+ZK__PRIVATE void zk__broker_flush_work(zk__work *w) {
+    zk_broker *b = (zk_broker *)(void *)((char *)w - offsetof(zk_broker, flush_work));
+    zk__broker_flush(b);
+}
+
+ZK__PRIVATE void zk__broker_schedule(zk_broker *b) {
+    if (zk__broker_pubconn(b)->state == ZK__BC_READY) zk__work_queue(b->loop, &b->flush_work);
+}
+
+ZK__PRIVATE void zk__bw_num(zk_writer *w, uint64_t v) {
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)v);
+    zk__w_put(w, tmp, (size_t)n);
+}
+
+ZK__PRIVATE void zk__bw_net(zk_writer *w, const char *s, size_t n) {
+    zk__bw_num(w, n);
+    zk__w_put(w, ":", 1);
+    zk__w_put(w, s, n);
+}
+
+ZK__PRIVATE int zk__broker_publish(zk_broker *b, const zk_target *to) {
+    zk_app *app = b->app;
+    zk_writer *w = &b->scratch;
+    size_t i, rooms = 0, ids = 0, len;
+    zk_str payload = zk_writer_result(&app->payload);
+    const zk__member *ex = to->except ? (const zk__member *)to->except->app : NULL;
+    zk__bent *e;
+    char *body;
+    if (!to->all) {
+        for (i = 0; i < to->room_count; i++) {
+            size_t n;
+            if (zk__room_name_ok(to->rooms[i], &n)) rooms++;
+        }
+        for (i = 0; i < to->id_count; i++)
+            if (to->ids[i] && strlen(to->ids[i]) == 22 && !zk__map_get(&app->ids, to->ids[i], 22)) ids++;
+        if (!rooms && !ids) return 0; /* every recipient is here */
+    }
+    zk_writer_reset(w);
+    zk__w_put(w, "ZK1 M ", 6);
+    zk__w_put(w, b->node, ZK__NODE_LEN);
+    zk__w_put(w, " L ", 3);
+    zk__bw_num(w, b->next);
+    zk__w_put(w, " ", 1);
+    zk__bw_num(w, (uint64_t)(to->all ? 1 : 0) + (uint64_t)(to->delivery & 3) * 2);
+    zk__w_put(w, " ", 1);
+    if (ex && ex->app == app) zk__w_put(w, ex->id, 22);
+    else zk__w_put(w, "-", 1);
+    zk__w_put(w, " ", 1);
+    zk__bw_num(w, to->all ? 0 : rooms);
+    zk__w_put(w, " ", 1);
+    zk__bw_num(w, to->all ? 0 : ids);
+    zk__w_put(w, "\n", 1);
+    for (i = 0; !to->all && i < to->room_count; i++) {
+        size_t n;
+        if (zk__room_name_ok(to->rooms[i], &n)) zk__bw_net(w, to->rooms[i], n);
+    }
+    for (i = 0; !to->all && i < to->id_count; i++)
+        if (to->ids[i] && strlen(to->ids[i]) == 22 && !zk__map_get(&app->ids, to->ids[i], 22))
+            zk__bw_net(w, to->ids[i], 22);
+    zk__bw_net(w, app->message_type, strlen(app->message_type));
+    if (payload.ptr) zk__w_put(w, payload.ptr, payload.len);
+    if (w->err) return w->err == ZK_ENOMEM ? ZK_ENOMEM : ZK_ETOOBIG;
+    len = w->len;
+    if (len > b->opts.max_message) return ZK_ETOOBIG;
+    while (b->next - b->first >= b->opts.max_queue || b->ring_bytes + len > b->opts.max_queue_bytes) {
+        if (b->first >= b->acked) { /* only messages not yet confirmed: refuse */
+            b->stats.refused++;
+            return ZK_ENOSPACE;
+        }
+        zk__ring_drop_first(b);
+    }
+    body = (char *)ZK_MALLOC(len);
+    if (!body) return ZK_ENOMEM;
+    memcpy(body, w->buf, len);
+    e = zk__ring_at(b, b->next);
+    e->body = body;
+    e->len = len;
+    e->ack = 0;
+    b->ring_bytes += len;
+    b->next++;
+    b->stats.published++;
+    zk__broker_schedule(b);
+    return 0;
+}
+
+/* ---- reading what other nodes sent ---- */
+
+typedef struct zk__bmsg {
+    int kind;                    /* 'M', 'H', 'R' */
+    const char *node;            /* ZK__NODE_LEN bytes */
+    int replay;
+    uint64_t seq, flags;
+    const char *except;          /* 22 bytes, or NULL */
+    uint64_t rooms, ids;
+    const char *list, *list_end; /* rooms and ids, then the type */
+    zk_str type;
+    char *payload;
+    size_t payload_len;
+    const char *target;          /* R */
+} zk__bmsg;
+
+/* A decimal up to the next byte in stop; *p moves past that byte. */
+ZK__PRIVATE int zk__bm_num(const char **p, const char *end, char stop, uint64_t *out) {
+    const char *s = *p;
+    uint64_t v = 0;
+    if (s >= end || *s < '0' || *s > '9') return -1;
+    while (s < end && *s >= '0' && *s <= '9') {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10) return -1;
+        v = v * 10 + d;
+        s++;
+    }
+    if (s >= end || *s != stop) return -1;
+    *p = s + 1;
+    *out = v;
+    return 0;
+}
+
+ZK__PRIVATE int zk__bm_node(const char **p, const char *end, const char **out) {
+    size_t i;
+    if ((size_t)(end - *p) < ZK__NODE_LEN + 1) return -1;
+    for (i = 0; i < ZK__NODE_LEN; i++) {
+        char c = (*p)[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return -1;
+    }
+    *out = *p;
+    *p += ZK__NODE_LEN;
+    return 0;
+}
+
+/* One "<len>:<bytes>" of at most max bytes. */
+ZK__PRIVATE int zk__bm_net(const char **p, const char *end, size_t max, zk_str *out) {
+    uint64_t n;
+    if (zk__bm_num(p, end, ':', &n) < 0 || n > max || n > (uint64_t)(end - *p)) return -1;
+    out->ptr = *p;
+    out->len = (size_t)n;
+    *p += n;
+    return 0;
+}
+
+ZK__PRIVATE int zk__bmsg_parse(char *buf, size_t len, zk__bmsg *m) {
+    const char *p = buf, *end = buf + len;
+    uint64_t i;
+    memset(m, 0, sizeof *m);
+    if (len < 6 || memcmp(p, "ZK1 ", 4) != 0 || p[5] != ' ') return -1;
+    m->kind = p[4];
+    p += 6;
+    if (zk__bm_node(&p, end, &m->node) < 0 || *p++ != ' ') return -1;
+    if (m->kind == 'H') {
+        uint64_t n;
+        if (zk__bm_num(&p, end, ' ', &m->seq) < 0 || zk__bm_num(&p, end, '\n', &n) < 0) return -1;
+        if (n > ZK__BROKER_MAX_NODES) return -1;
+        m->rooms = n;
+        m->list = p;
+        m->list_end = end;
+        return 0;
+    }
+    if (m->kind == 'R') {
+        if (zk__bm_num(&p, end, ' ', &m->seq) < 0 || zk__bm_node(&p, end, &m->target) < 0) return -1;
+        return *p == '\n' ? 0 : -1;
+    }
+    if (m->kind != 'M' || end - p < 2 || (p[0] != 'L' && p[0] != 'P') || p[1] != ' ') return -1;
+    m->replay = p[0] == 'P';
+    p += 2;
+    if (zk__bm_num(&p, end, ' ', &m->seq) < 0 || zk__bm_num(&p, end, ' ', &m->flags) < 0 || m->flags > 7)
+        return -1;
+    if (p < end && *p == '-') {
+        p++;
+    } else {
+        if (end - p < 22) return -1;
+        m->except = p;
+        p += 22;
+    }
+    if (p >= end || *p++ != ' ') return -1;
+    if (zk__bm_num(&p, end, ' ', &m->rooms) < 0 || zk__bm_num(&p, end, '\n', &m->ids) < 0) return -1;
+    m->list = p;
+    for (i = 0; i < m->rooms + m->ids; i++) {
+        zk_str s;
+        if (zk__bm_net(&p, end, i < m->rooms ? ZK_ROOM_MAX_NAME : 22, &s) < 0) return -1;
+        if (memchr(s.ptr, 0, s.len) || (i >= m->rooms && s.len != 22)) return -1;
+    }
+    m->list_end = p;
+    if (zk__bm_net(&p, end, ZK_ROUTE_MAX_NAME, &m->type) < 0 || !m->type.len ||
+        !zk_utf8_valid(m->type.ptr, m->type.len))
+        return -1;
+    m->payload = buf + (p - buf);
+    m->payload_len = (size_t)(end - p);
+    return 0;
+}
+
+/* Delivers a message to this node's recipients. */
+ZK__PRIVATE void zk__broker_deliver(zk_broker *b, zk__bmsg *m) {
+    zk_app *app = b->app;
+    zk_target t;
+    zk_str payload = {NULL, 0};
+    const char *p = m->list;
+    zk__member *ex = NULL;
+    uint64_t i;
+    int n = 0;
+    if (m->payload_len) { /* checked on a copy: the bytes go out as they came */
+        zk_writer *w = &b->scratch;
+        zk_writer_reset(w);
+        zk__w_put(w, m->payload, m->payload_len);
+        if (w->err || zk_json_parse(&b->doc, w->buf, w->len) != ZK_OK) {
+            b->stats.invalid++;
+            return;
+        }
+        payload.ptr = m->payload;
+        payload.len = m->payload_len;
+    }
+    if (zk__app_frame_of(app, m->type, payload) < 0) {
+        b->stats.invalid++;
+        return;
+    }
+    memset(&t, 0, sizeof t);
+    t.delivery = (int)(m->flags >> 1);
+    if (m->except) {
+        ex = (zk__member *)zk__map_get(&app->ids, m->except, 22);
+        if (ex) t.except = ex->conn;
+    }
+    b->stats.received++;
+    app->mark++;
+    if (m->flags & 1) {
+        for (i = 0; i < app->count; i++) n += zk__deliver_to(app, app->members[i], &t, app->frame);
+    } else {
+        for (i = 0; i < m->rooms + m->ids; i++) {
+            zk_str s;
+            zk__bm_net(&p, m->list_end, ZK_ROOM_MAX_NAME, &s);
+            if (i < m->rooms) {
+                zk__room *rm = (zk__room *)zk__map_get(&app->rooms, s.ptr, s.len);
+                size_t j;
+                for (j = 0; rm && j < rm->count; j++) n += zk__deliver_to(app, rm->seats[j].member, &t, app->frame);
+            } else {
+                zk__member *mm = (zk__member *)zk__map_get(&app->ids, s.ptr, 22);
+                if (mm) n += zk__deliver_to(app, mm, &t, app->frame);
+            }
+        }
+    }
+    b->stats.delivered += (uint64_t)n;
+}
+
+ZK__PRIVATE zk__origin *zk__origin_find(zk_broker *b, const char *node) {
+    size_t i;
+    for (i = 0; i < b->origin_count; i++)
+        if (memcmp(b->origins[i].node, node, ZK__NODE_LEN) == 0) return &b->origins[i];
+    return NULL;
+}
+
+ZK__PRIVATE void zk__origin_clear(zk__origin *o) {
+    while (o->held) {
+        zk__held *h = o->held;
+        o->held = h->next;
+        ZK_FREE(h);
+    }
+    o->held_count = 0;
+    o->hold_until = 0;
+}
+
+/* A node heard of for the first time: everything up to seq counts as seen
+   (it is not ours to replay). The least recently heard goes when full. */
+ZK__PRIVATE zk__origin *zk__origin_add(zk_broker *b, const char *node, uint64_t seq) {
+    zk__origin *o;
+    if (b->origin_count == ZK__BROKER_MAX_NODES) {
+        size_t i, old = 0;
+        for (i = 1; i < b->origin_count; i++)
+            if (b->origins[i].heard < b->origins[old].heard) old = i;
+        zk__origin_clear(&b->origins[old]);
+        b->origins[old] = b->origins[--b->origin_count];
+    }
+    if (!b->origins) {
+        b->origins = (zk__origin *)ZK_MALLOC(ZK__BROKER_MAX_NODES * sizeof *b->origins);
+        if (!b->origins) return NULL;
+    }
+    o = &b->origins[b->origin_count++];
+    memset(o, 0, sizeof *o);
+    memcpy(o->node, node, ZK__NODE_LEN);
+    o->seen = seq;
+    memset(o->bits, 0xff, sizeof o->bits);
+    o->heard = zk_loop_now(b->loop);
+    b->stats.nodes = b->origin_count;
+    return o;
+}
+
+/* 1 when seq was delivered already (or is too old to tell). */
+ZK__PRIVATE int zk__origin_seen(const zk__origin *o, uint64_t seq) {
+    uint64_t d;
+    if (seq > o->seen) return 0;
+    d = o->seen - seq;
+    if (d >= ZK__DEDUP_WINDOW) return 1;
+    return (int)((o->bits[d / 64] >> (d % 64)) & 1);
+}
+
+ZK__PRIVATE void zk__origin_mark(zk__origin *o, uint64_t seq) {
+    uint64_t d;
+    if (seq > o->seen) {
+        uint64_t k = seq - o->seen;
+        size_t words = ZK__DEDUP_WINDOW / 64, i;
+        if (k >= ZK__DEDUP_WINDOW) {
+            memset(o->bits, 0, sizeof o->bits);
+        } else {
+            size_t ws = (size_t)(k / 64), bs = (size_t)(k % 64);
+            for (i = words; i-- > 0;) {
+                uint64_t v = i >= ws ? o->bits[i - ws] << bs : 0;
+                if (bs && i >= ws + 1) v |= o->bits[i - ws - 1] >> (64 - bs);
+                o->bits[i] = v;
+            }
+        }
+        o->seen = seq;
+        d = 0;
+    } else {
+        d = o->seen - seq;
+        if (d >= ZK__DEDUP_WINDOW) return;
+    }
+    o->bits[d / 64] |= (uint64_t)1 << (d % 64);
+}
+
+ZK__PRIVATE void zk__broker_take(zk_broker *b, zk__origin *o, zk__bmsg *m) {
+    if (zk__origin_seen(o, m->seq)) {
+        b->stats.duplicates++;
+        return;
+    }
+    zk__origin_mark(o, m->seq);
+    zk__broker_deliver(b, m);
+}
+
+/* Stops waiting for o's replay: what was held goes out in order. */
+ZK__PRIVATE void zk__origin_release(zk_broker *b, zk__origin *o) {
+    zk__held *h = o->held;
+    o->held = NULL;
+    o->held_count = 0;
+    o->hold_until = 0;
+    while (h) {
+        zk__held *next = h->next;
+        zk__bmsg m;
+        if (zk__bmsg_parse((char *)(h + 1), h->len, &m) == 0) zk__broker_take(b, o, &m);
+        ZK_FREE(h);
+        h = next;
+    }
+}
+
+ZK__PRIVATE void zk__broker_hold(zk_broker *b, zk__origin *o, zk__bmsg *m, const char *body, size_t len) {
+    zk__held **pp = &o->held, *h;
+    if (zk__origin_seen(o, m->seq)) {
+        b->stats.duplicates++;
+        return;
+    }
+    while (*pp && (*pp)->seq < m->seq) pp = &(*pp)->next;
+    if (*pp && (*pp)->seq == m->seq) {
+        b->stats.duplicates++;
+        return;
+    }
+    h = (zk__held *)ZK_MALLOC(sizeof *h + len);
+    if (!h) { /* cannot wait: deliver now */
+        zk__origin_release(b, o);
+        zk__broker_take(b, o, m);
+        return;
+    }
+    h->seq = m->seq;
+    h->len = len;
+    memcpy(h + 1, body, len);
+    h->next = *pp;
+    *pp = h;
+    if (++o->held_count >= b->opts.max_queue) zk__origin_release(b, o);
+}
+
+ZK__PRIVATE void zk__broker_mark_for(zk_broker *b, const char *node) {
+    size_t i;
+    for (i = 0; i < b->mark_count; i++)
+        if (memcmp(b->marks[i], node, ZK__NODE_LEN) == 0) break;
+    if (i == ZK__BROKER_MAX_MARKS) return; /* that node's hold times out instead */
+    if (i == b->mark_count) {
+        memcpy(b->marks[i], node, ZK__NODE_LEN);
+        b->mark_count++;
+    }
+    b->mark_seq[i] = b->next - 1;
+}
+
+/* Another node came back: send it again what it missed of ours. */
+ZK__PRIVATE void zk__broker_hello(zk_broker *b, zk__bmsg *m) {
+    const char *p = m->list, *end = m->list_end;
+    zk__origin *o = zk__origin_find(b, m->node);
+    uint64_t i;
+    if (!o) o = zk__origin_add(b, m->node, m->seq);
+    else if (o->hold_until) b->hello_pending = 1; /* it missed our hello: again */
+    if (o) o->heard = zk_loop_now(b->loop);
+    for (i = 0; i < m->rooms; i++) {
+        const char *node;
+        uint64_t seen;
+        if (zk__bm_node(&p, end, &node) < 0 || *p++ != ' ' || zk__bm_num(&p, end, '\n', &seen) < 0) {
+            b->stats.invalid++;
+            return;
+        }
+        if (memcmp(node, b->node, ZK__NODE_LEN) != 0) continue;
+        if (seen + 1 < b->next) { /* it missed some */
+            uint64_t from = seen + 1, s;
+            if (from < b->first) {
+                b->stats.forgotten += b->first - from;
+                from = b->first;
+            }
+            for (s = from; s < b->sent; s++) {
+                zk__bent *e = zk__ring_at(b, s);
+                e->body[6 + ZK__NODE_LEN + 1] = 'P';
+            }
+            if (from < b->sent) {
+                b->stats.replayed += b->sent - from;
+                b->sent = from;
+            }
+            if (from < b->acked) b->acked = from;
+        }
+        zk__broker_mark_for(b, m->node);
+    }
+    zk__broker_schedule(b);
+}
+
+/* One message from the broker on one of our channels. */
+ZK__PRIVATE void zk__broker_incoming(zk_broker *b, char *body, size_t len) {
+    zk__bmsg m;
+    zk__origin *o;
+    if (zk__bmsg_parse(body, len, &m) < 0) {
+        b->stats.invalid++;
+        return;
+    }
+    if (memcmp(m.node, b->node, ZK__NODE_LEN) == 0) {
+        b->stats.duplicates++;
+        return;
+    }
+    if (m.kind == 'H') {
+        zk__broker_hello(b, &m);
+        return;
+    }
+    o = zk__origin_find(b, m.node);
+    if (m.kind == 'R') {
+        if (o && memcmp(m.target, b->node, ZK__NODE_LEN) == 0 && o->hold_until) zk__origin_release(b, o);
+        return;
+    }
+    if (!o) {
+        o = zk__origin_add(b, m.node, m.seq - 1);
+        if (!o) return;
+    }
+    o->heard = zk_loop_now(b->loop);
+    if (o->hold_until) {
+        zk__broker_hold(b, o, &m, body, len);
+        return;
+    }
+    if (m.replay && m.seq <= o->seen) { /* a replay for another node */
+        b->stats.duplicates++;
+        return;
+    }
+    zk__broker_take(b, o, &m);
+}
+
+ZK__PRIVATE void zk__broker_hold_timer(zk_timer *t) { zk__broker_hold_check((zk_broker *)t->data); }
+
+ZK__PRIVATE void zk__broker_hold_check(zk_broker *b) {
+    uint64_t now = zk_loop_now(b->loop), next = 0;
+    size_t i;
+    for (i = 0; i < b->origin_count; i++) {
+        zk__origin *o = &b->origins[i];
+        if (!o->hold_until) continue;
+        if (o->hold_until <= now) zk__origin_release(b, o);
+        else if (!next || o->hold_until < next) next = o->hold_until;
+    }
+    if (next) zk_timer_start(&b->hold_timer, next - now, 0);
+}
+
+/* The subscribing connection is (re)connecting: hold every known node's
+   messages until it says what we missed (or until the hold runs out). */
+ZK__PRIVATE void zk__broker_hold_all(zk_broker *b, uint64_t until) {
+    size_t i;
+    for (i = 0; i < b->origin_count; i++) b->origins[i].hold_until = until;
+    zk__broker_hold_check(b);
+}
+
+/* ---- writing to the broker ---- */
+
+/* Hello: our last confirmed seq and the last seq we delivered per node. */
+ZK__PRIVATE int zk__broker_hello_body(zk_broker *b, zk_writer *w) {
+    size_t i;
+    zk_writer_reset(w);
+    zk__w_put(w, "ZK1 H ", 6);
+    zk__w_put(w, b->node, ZK__NODE_LEN);
+    zk__w_put(w, " ", 1);
+    zk__bw_num(w, b->acked ? b->acked - 1 : 0);
+    zk__w_put(w, " ", 1);
+    zk__bw_num(w, b->origin_count);
+    zk__w_put(w, "\n", 1);
+    for (i = 0; i < b->origin_count; i++) {
+        zk__w_put(w, b->origins[i].node, ZK__NODE_LEN);
+        zk__w_put(w, " ", 1);
+        zk__bw_num(w, b->origins[i].seen);
+        zk__w_put(w, "\n", 1);
+    }
+    return w->err;
+}
+
+/* One message to one channel (NULL room: the reserved channel). */
+ZK__PRIVATE int zk__broker_put(zk_broker *b, const char *room, size_t rlen, const char *body, size_t len) {
+    zk__bconn *bc = zk__broker_pubconn(b);
+    zk_str ch, msg;
+    int rc = zk__broker_channel(b, room, rlen, &b->scratch);
+    if (rc < 0) return rc;
+    ch = zk__bw_result(&b->scratch);
+    msg.ptr = body;
+    msg.len = len;
+    b->stats.publishes++;
+    if (b->kind == ZK__B_REDIS) {
+        zk_str argv[3];
+        argv[0].ptr = "PUBLISH";
+        argv[0].len = 7;
+        argv[1] = ch;
+        argv[2] = msg;
+        return zk__bout_resp(bc, 3, argv);
+    } else {
+        size_t need = ch.len + len + 48;
+        char *p = zk__bout(bc, need);
+        int n;
+        if (!p) return ZK_ENOMEM;
+        n = zk_nats_pub(p, need, ch, msg);
+        if (n < 0) return n;
+        bc->out_len += (size_t)n;
+        return 0;
+    }
+}
+
+/* Every copy of ring entry seq: one per room, or one on the reserved
+   channel (everyone, ids). */
+ZK__PRIVATE int zk__broker_put_entry(zk_broker *b, zk__bent *e) {
+    zk__bmsg m;
+    const char *p;
+    uint64_t i;
+    int rc = 0;
+    char *copy;
+    /* parse a copy's header: the body itself stays as it is */
+    if (zk__bmsg_parse(e->body, e->len, &m) < 0) return ZK_EPROTO;
+    copy = e->body;
+    if ((m.flags & 1) || m.ids) rc = zk__broker_put(b, NULL, 0, copy, e->len);
+    p = m.list;
+    for (i = 0; rc == 0 && i < m.rooms; i++) {
+        zk_str s;
+        zk__bm_net(&p, m.list_end, ZK_ROOM_MAX_NAME, &s);
+        rc = zk__broker_put(b, s.ptr, s.len, copy, e->len);
+    }
+    return rc;
+}
+
+ZK__PRIVATE void zk__broker_flush(zk_broker *b) {
+    zk__bconn *bc = zk__broker_pubconn(b);
+    int rc = 0, wrote = 0;
+    if (bc->state != ZK__BC_READY) return;
+    if (b->hello_pending && b->conn[0].state == ZK__BC_READY) {
+        rc = zk__broker_hello_body(b, &b->hello_writer);
+        if (rc == 0) {
+            zk_str h = zk__bw_result(&b->hello_writer);
+            rc = zk__broker_put(b, NULL, 0, h.ptr, h.len);
+        }
+        b->hello_pending = 0;
+        wrote = 1;
+    }
+    while (rc == 0 && b->sent < b->next && bc->out_len - bc->out_off < ZK__BROKER_OUT_HIGH) {
+        zk__bent *e = zk__ring_at(b, b->sent);
+        if (b->kind == ZK__B_NATS && e->len > b->nats_max_payload) {
+            b->stats.oversize++; /* the server would close the connection over it */
+            e->ack = 0;
+        } else {
+            rc = zk__broker_put_entry(b, e);
+            e->ack = bc->writes + (b->kind == ZK__B_NATS); /* NATS: the PING below */
+            wrote = 1;
+        }
+        b->sent++;
+    }
+    if (rc == 0 && b->sent == b->next && b->mark_count) {
+        size_t i;
+        for (i = 0; rc == 0 && i < b->mark_count; i++) {
+            char line[64];
+            int n = snprintf(line, sizeof line, "ZK1 R %.16s %llu %.16s\n", b->node,
+                             (unsigned long long)b->mark_seq[i], b->marks[i]);
+            rc = zk__broker_put(b, NULL, 0, line, (size_t)n);
+        }
+        b->mark_count = 0;
+        wrote = 1;
+    }
+    if (rc == 0 && b->kind == ZK__B_NATS && wrote) { /* its PONG confirms what went before */
+        rc = zk__bout_raw(bc, "PING\r\n", 6);
+        bc->writes++;
+    }
+    if (rc < 0) {
+        zk_str none = {NULL, 0};
+        zk__bconn_fail(bc, "cannot write to the broker", none);
+        return;
+    }
+    zk__bconn_write(bc);
+}
+
+/* ---- reading from the broker ---- */
+
+ZK__PRIVATE void zk__broker_confirm(zk_broker *b, uint64_t answers) {
+    while (b->acked < b->sent && zk__ring_at(b, b->acked)->ack <= answers) b->acked++;
+}
+
+ZK__PRIVATE void zk__bconn_ready(zk__bconn *bc) {
+    zk_broker *b = bc->b;
+    uint64_t now = zk_loop_now(b->loop);
+    size_t i;
+    bc->state = ZK__BC_READY;
+    bc->attempts = 0;
+    b->stats.connects++;
+    zk_timer_start(&bc->timer, b->opts.ping_ms, 0);
+    if (bc->sub) {
+        b->hello_pending = 1;
+        for (i = 0; i < b->origin_count; i++)
+            if (b->origins[i].hold_until) b->origins[i].hold_until = now + b->opts.hold_ms;
+        zk__broker_hold_check(b);
+    }
+    zk__broker_update_state(b);
+    zk__broker_flush(b);
+    if (bc->state == ZK__BC_READY && bc->out_len > bc->out_off) zk__bconn_write(bc);
+}
+
+/* Every array reply of a subscribing Redis connection starts with its kind. */
+ZK__PRIVATE int zk__resp_is(const zk_resp_reply *r, const char *kind) {
+    size_t n = strlen(kind);
+    return r->count >= 2 && r->items[0].type == ZK_RESP_ARRAY && r->items[1].type == ZK_RESP_BULK &&
+           r->items[1].str.len == n && memcmp(r->items[1].str.ptr, kind, n) == 0;
+}
+
+ZK__PRIVATE void zk__redis_reply(zk__bconn *bc, zk_resp_reply *r) {
+    zk_broker *b = bc->b;
+    const zk_resp_item *it = &r->items[0];
+    zk_str none = {NULL, 0};
+    if (bc->auth_wait) {
+        bc->auth_wait = 0;
+        if (!bc->sub) bc->answers++;
+        if (it->type != ZK_RESP_SIMPLE) {
+            zk__bconn_fail(bc, "redis refused AUTH", it->type == ZK_RESP_ERROR ? it->str : none);
+            return;
+        }
+        return;
+    }
+    if (it->type == ZK_RESP_ERROR) {
+        if (bc->sub || bc->state != ZK__BC_READY) {
+            zk__bconn_fail(bc, "redis error", it->str);
+            return;
+        }
+        zk__broker_set_error(b, "redis error", it->str); /* a PUBLISH refused: counted as answered */
+    }
+    if (!bc->sub) {
+        if (it->type == ZK_RESP_ARRAY) {
+            zk__bconn_fail(bc, "unexpected reply from redis", none);
+            return;
+        }
+        bc->answers++;
+        if (bc->state == ZK__BC_HANDSHAKE) {
+            if (bc->answers == bc->writes) zk__bconn_ready(bc);
+            return;
+        }
+        zk__broker_confirm(b, bc->answers);
+        zk__broker_schedule(b);
+        return;
+    }
+    if (zk__resp_is(r, "message") && r->count == 4 && r->items[3].type == ZK_RESP_BULK) {
+        zk__broker_incoming(b, (char *)r->items[3].str.ptr, r->items[3].str.len);
+    } else if (zk__resp_is(r, "subscribe")) {
+        if (bc->state == ZK__BC_HANDSHAKE && bc->pending && --bc->pending == 0) zk__bconn_ready(bc);
+    } else if (!zk__resp_is(r, "unsubscribe") && !zk__resp_is(r, "pong")) {
+        zk__bconn_fail(bc, "unexpected reply from redis", none);
+    }
+}
+
+/* INFO's max_payload, when it has one. */
+ZK__PRIVATE void zk__nats_info(zk_broker *b, zk_str json) {
+    zk_writer *w = &b->scratch;
+    zk_writer_reset(w);
+    zk__w_put(w, json.ptr, json.len);
+    if (!w->err && zk_json_parse(&b->doc, w->buf, w->len) == ZK_OK) {
+        int64_t mp = zk_value_int(zk_value_get(zk_doc_root(&b->doc), "max_payload"), 0);
+        if (mp > 0) b->nats_max_payload = (size_t)mp;
+    }
+}
+
+ZK__PRIVATE int zk__bout_json_str(zk_writer *w, const char *key, const char *val) {
+    if (!val) return 0;
+    zk_write_key(w, key);
+    zk_write_str(w, val);
+    return 0;
+}
+
+ZK__PRIVATE void zk__nats_op(zk__bconn *bc, zk_nats_op *op) {
+    zk_broker *b = bc->b;
+    zk_str none = {NULL, 0};
+    if (bc->state == ZK__BC_HANDSHAKE && !bc->pending) { /* INFO comes first */
+        zk_writer *w = &b->hello_writer;
+        zk_str cj;
+        if (op->type != ZK_NATS_INFO) {
+            zk__bconn_fail(bc, "not a NATS server (no INFO)", none);
+            return;
+        }
+        b->nats_max_payload = (size_t)1 << 20;
+        zk__nats_info(b, op->text);
+        zk_writer_reset(w);
+        zk_write_object(w);
+        zk_write_key(w, "verbose");
+        zk_write_bool(w, 0);
+        zk_write_key(w, "pedantic");
+        zk_write_bool(w, 0);
+        zk_write_key(w, "name");
+        zk_write_str(w, "zocket.h");
+        zk_write_key(w, "lang");
+        zk_write_str(w, "c");
+        zk_write_key(w, "version");
+        zk_write_str(w, "1");
+        zk_write_key(w, "protocol");
+        zk_write_int(w, 1);
+        zk_write_key(w, "echo");
+        zk_write_bool(w, 0); /* our own messages need not come back */
+        if (b->user) {
+            zk__bout_json_str(w, "user", b->user);
+            zk__bout_json_str(w, "pass", b->password ? b->password : "");
+        } else if (b->password) {
+            zk__bout_json_str(w, "auth_token", b->password);
+        }
+        zk_write_end(w);
+        cj = zk_writer_result(w);
+        if (!cj.ptr || zk__bout_raw(bc, "CONNECT ", 8) < 0 || zk__bout_raw(bc, cj.ptr, cj.len) < 0 ||
+            zk__bout_raw(bc, "\r\n", 2) < 0 || zk__broker_sub_all(b) < 0 || zk__bout_raw(bc, "PING\r\n", 6) < 0) {
+            zk__bconn_fail(bc, "out of memory", none);
+            return;
+        }
+        bc->writes++;
+        bc->pending = 1;
+        zk__bconn_write(bc);
+        return;
+    }
+    switch (op->type) {
+    case ZK_NATS_PING:
+        if (zk__bout_raw(bc, "PONG\r\n", 6) < 0) zk__bconn_fail(bc, "out of memory", none);
+        else zk__bconn_write(bc);
+        break;
+    case ZK_NATS_PONG:
+        bc->answers++;
+        if (bc->state == ZK__BC_HANDSHAKE) {
+            if (bc->answers >= bc->writes) zk__bconn_ready(bc);
+            break;
+        }
+        zk__broker_confirm(b, bc->answers);
+        zk__broker_schedule(b);
+        break;
+    case ZK_NATS_ERR:
+        zk__bconn_fail(bc, "nats error", op->text);
+        break;
+    case ZK_NATS_MSG:
+        zk__broker_incoming(b, (char *)op->payload.ptr, op->payload.len);
+        break;
+    case ZK_NATS_INFO:
+        zk__nats_info(b, op->text);
+        break;
+    default: /* +OK */
+        break;
+    }
+}
+
+ZK__PRIVATE void zk__bconn_readable(zk__bconn *bc) {
+    zk_broker *b = bc->b;
+    size_t limit = b->opts.max_message + 65536, at = 0;
+    zk_str none = {NULL, 0};
+    int reads;
+    for (reads = 0; reads < 4; reads++) {
+        ssize_t n;
+        if (bc->in_cap - bc->in_len < 4096) {
+            size_t cap = bc->in_cap ? bc->in_cap * 2 : 16384;
+            char *p;
+            if (bc->in_len >= limit) {
+                zk__bconn_fail(bc, "message from the broker too large", none);
+                return;
+            }
+            if (cap > limit) cap = limit;
+            if (cap < bc->in_len + 4096) cap = bc->in_len + 4096;
+            p = (char *)ZK_REALLOC(bc->in, cap);
+            if (!p) {
+                zk__bconn_fail(bc, "out of memory", none);
+                return;
+            }
+            bc->in = p;
+            bc->in_cap = cap;
+        }
+        n = recv(bc->io.fd, bc->in + bc->in_len, bc->in_cap - bc->in_len, 0);
+        if (n == 0) {
+            zk__bconn_fail(bc, "the broker closed the connection", none);
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            zk__bconn_fail(bc, "broker read failed", none);
+            return;
+        }
+        bc->in_len += (size_t)n;
+        bc->last_rx = zk_loop_now(b->loop);
+        bc->ping_out = 0;
+        if ((size_t)n < 4096) break;
+    }
+    while (at < bc->in_len && bc->io.fd >= 0) {
+        int used;
+        if (b->kind == ZK__B_REDIS) {
+            zk_resp_reply r;
+            used = zk_resp_parse(bc->in + at, bc->in_len - at, b->opts.max_message + 4096, &r);
+            if (used > 0) {
+                at += (size_t)used;
+                zk__redis_reply(bc, &r);
+                continue;
+            }
+        } else {
+            zk_nats_op op;
+            used = zk_nats_parse(bc->in + at, bc->in_len - at, b->opts.max_message + 4096, &op);
+            if (used > 0) {
+                at += (size_t)used;
+                zk__nats_op(bc, &op);
+                continue;
+            }
+        }
+        if (used == ZK_EAGAIN) break;
+        zk__bconn_fail(bc, used == ZK_ETOOBIG ? "message from the broker too large"
+                                              : "the broker sent something that is not its protocol", none);
+        return;
+    }
+    if (bc->io.fd < 0) return;
+    if (at) {
+        memmove(bc->in, bc->in + at, bc->in_len - at);
+        bc->in_len -= at;
+    }
+}
+
+/* ---- connecting ---- */
+
+ZK__PRIVATE void zk__bconn_connected(zk__bconn *bc) {
+    zk_broker *b = bc->b;
+    zk_str none = {NULL, 0};
+    int rc = 0;
+    bc->state = ZK__BC_HANDSHAKE;
+    bc->last_rx = zk_loop_now(b->loop);
+    zk__io_set(b->loop, &bc->io, ZK__IO_READ);
+    if (bc->sub && b->origin_count)
+        zk__broker_hold_all(b, zk_loop_now(b->loop) + b->opts.connect_timeout_ms + b->opts.hold_ms);
+    if (b->kind == ZK__B_REDIS) {
+        if (b->password) {
+            zk_str argv[3];
+            size_t argc = 0;
+            argv[argc].ptr = "AUTH";
+            argv[argc++].len = 4;
+            if (b->user) {
+                argv[argc].ptr = b->user;
+                argv[argc++].len = strlen(b->user);
+            }
+            argv[argc].ptr = b->password;
+            argv[argc++].len = strlen(b->password);
+            rc = zk__bout_resp(bc, argc, argv);
+            bc->auth_wait = 1;
+        }
+        if (rc == 0 && bc->sub) {
+            rc = zk__broker_sub_all(b);
+        } else if (rc == 0) {
+            zk_str ping;
+            ping.ptr = "PING";
+            ping.len = 4;
+            rc = zk__bout_resp(bc, 1, &ping);
+        }
+        if (rc < 0) {
+            zk__bconn_fail(bc, "out of memory", none);
+            return;
+        }
+        zk__bconn_write(bc);
+    }
+    /* NATS: the server speaks first (INFO) */
+}
+
+ZK__PRIVATE void zk__bconn_event(zk__io *io, unsigned events) {
+    zk__bconn *bc = (zk__bconn *)(void *)((char *)io - offsetof(zk__bconn, io));
+    if (bc->state == ZK__BC_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (!(events & (ZK__IO_WRITE | ZK__IO_ERROR))) return;
+        if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
+        if (err) {
+            zk_str d;
+            d.ptr = strerror(err);
+            d.len = strlen(d.ptr);
+            zk__bconn_fail(bc, "cannot connect to the broker", d);
+            return;
+        }
+        zk__bconn_connected(bc);
+        return;
+    }
+    if (events & ZK__IO_WRITE) zk__bconn_write(bc);
+    if (bc->io.fd >= 0 && (events & (ZK__IO_READ | ZK__IO_ERROR))) zk__bconn_readable(bc);
+}
+
+ZK__PRIVATE void zk__bconn_start(zk__bconn *bc) {
+    zk_broker *b = bc->b;
+    int fd = socket(b->addr.ss_family, SOCK_STREAM, 0), rc;
+    zk_str d;
+    if (fd < 0 || zk__set_nonblock(fd) < 0) {
+        if (fd >= 0) close(fd);
+        d.ptr = strerror(errno);
+        d.len = strlen(d.ptr);
+        zk__bconn_fail(bc, "cannot make a socket", d);
+        return;
+    }
+    (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+    zk__tcp_tune(fd);
+    zk__io_init(&bc->io, fd, zk__bconn_event);
+    bc->state = ZK__BC_CONNECTING;
+    zk_timer_start(&bc->timer, b->opts.connect_timeout_ms, 0);
+    rc = connect(fd, (struct sockaddr *)&b->addr, b->addr_len);
+    if (rc < 0 && errno != EINPROGRESS) {
+        d.ptr = strerror(errno);
+        d.len = strlen(d.ptr);
+        zk__bconn_fail(bc, "cannot connect to the broker", d);
+        return;
+    }
+    zk__io_set(b->loop, &bc->io, ZK__IO_WRITE);
+}
+
+ZK__PRIVATE void zk__bconn_timer(zk_timer *t) {
+    zk__bconn *bc = (zk__bconn *)t->data;
+    zk_broker *b = bc->b;
+    zk_str none = {NULL, 0};
+    switch (bc->state) {
+    case ZK__BC_WAIT:
+        zk__bconn_start(bc);
+        break;
+    case ZK__BC_CONNECTING:
+    case ZK__BC_HANDSHAKE:
+        zk__bconn_fail(bc, "broker connect timed out", none);
+        break;
+    case ZK__BC_READY: {
+        uint64_t now = zk_loop_now(b->loop);
+        int rc = 0;
+        if (bc->ping_out) {
+            zk__bconn_fail(bc, "the broker stopped answering", none);
+            break;
+        }
+        if (now - bc->last_rx >= b->opts.ping_ms) {
+            if (b->kind == ZK__B_REDIS) {
+                zk_str ping;
+                ping.ptr = "PING";
+                ping.len = 4;
+                rc = zk__bout_resp(bc, 1, &ping);
+            } else {
+                rc = zk__bout_raw(bc, "PING\r\n", 6);
+                bc->writes++;
+            }
+            if (rc < 0) {
+                zk__bconn_fail(bc, "out of memory", none);
+                break;
+            }
+            bc->ping_out = 1;
+            zk__bconn_write(bc);
+        }
+        zk_timer_start(&bc->timer, b->opts.ping_ms, 0);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+/* A connection went: what it had not confirmed goes again on the next. */
+ZK__PRIVATE void zk__broker_lost(zk_broker *b, zk__bconn *bc) {
+    if (bc == zk__broker_pubconn(b)) {
+        b->sent = b->acked;
+        zk__work_cancel(b->loop, &b->flush_work);
+    }
+}
+
+/* ---- the API ---- */
+
+ZK__PRIVATE int zk__hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* A percent-decoded copy of s[0..n), or NULL (bad escape, NUL, no memory). */
+ZK__PRIVATE char *zk__url_part(const char *s, size_t n) {
+    char *out = (char *)ZK_MALLOC(n + 1), *o = out;
+    size_t i;
+    if (!out) return NULL;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '%') {
+            int hi = i + 2 < n ? zk__hexval(s[i + 1]) : -1, lo = i + 2 < n ? zk__hexval(s[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                ZK_FREE(out);
+                return NULL;
+            }
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+            continue;
+        }
+        *o++ = s[i];
+    }
+    *o = 0;
+    return out;
+}
+
+/* scheme://[user[:password]@]host[:port][/...] */
+ZK__PRIVATE int zk__broker_url(zk_broker *b, const char *url) {
+    const char *p, *at, *end, *host, *hend, *colon;
+    char hostbuf[256];
+    long port;
+    size_t hn;
+    if (strncmp(url, "redis://", 8) == 0) {
+        b->kind = ZK__B_REDIS;
+        p = url + 8;
+        port = 6379;
+    } else if (strncmp(url, "nats://", 7) == 0) {
+        b->kind = ZK__B_NATS;
+        p = url + 7;
+        port = 4222;
+    } else {
+        return ZK_EINVAL;
+    }
+    end = p + strcspn(p, "/?#");
+    if (*end == '/') { /* redis://host/0: the database does not matter to pub/sub */
+        const char *d = end + 1;
+        if (b->kind != ZK__B_REDIS) return ZK_EINVAL;
+        while (*d >= '0' && *d <= '9') d++;
+        if (*d) return ZK_EINVAL;
+    } else if (*end) {
+        return ZK_EINVAL;
+    }
+    at = NULL;
+    for (host = p; host < end; host++)
+        if (*host == '@') at = host;
+    host = p;
+    if (at) {
+        const char *c = (const char *)memchr(p, ':', (size_t)(at - p));
+        if (c) {
+            if (c > p && !(b->user = zk__url_part(p, (size_t)(c - p)))) return ZK_EINVAL;
+            if (!(b->password = zk__url_part(c + 1, (size_t)(at - c - 1)))) return ZK_EINVAL;
+        } else if (!(b->password = zk__url_part(p, (size_t)(at - p)))) { /* a token (NATS) or a password */
+            return ZK_EINVAL;
+        }
+        host = at + 1;
+    }
+    if (*host == '[') {
+        hend = (const char *)memchr(host, ']', (size_t)(end - host));
+        if (!hend) return ZK_EINVAL;
+        host++;
+        colon = hend + 1 < end ? hend + 1 : NULL;
+        if (colon && *colon != ':') return ZK_EINVAL;
+    } else {
+        colon = (const char *)memchr(host, ':', (size_t)(end - host));
+        hend = colon ? colon : end;
+    }
+    hn = (size_t)(hend - host);
+    if (hn >= sizeof hostbuf) return ZK_EINVAL;
+    memcpy(hostbuf, host, hn);
+    hostbuf[hn] = 0;
+    if (colon) {
+        char *e;
+        if (colon + 1 >= end || colon[1] < '0' || colon[1] > '9') return ZK_EINVAL;
+        port = strtol(colon + 1, &e, 10);
+        if (e != end || port < 1 || port > 65535) return ZK_EINVAL;
+    }
+    return zk__resolve(hn ? hostbuf : "127.0.0.1", (int)port, &b->addr, &b->addr_len, 0);
+}
+
+ZK_API zk_broker *zk_broker_new(zk_app *app, const zk_broker_opts *opts, int *err) {
+    zk_broker *b;
+    int dummy, rc;
+    size_t i;
+    unsigned char rnd[16];
+    if (!err) err = &dummy;
+    *err = ZK_EINVAL;
+    if (!app || !opts || !opts->url || app->broker) return NULL;
+    b = (zk_broker *)ZK_MALLOC(sizeof *b);
+    if (!b) {
+        *err = ZK_ENOMEM;
+        return NULL;
+    }
+    memset(b, 0, sizeof *b);
+    b->app = app;
+    b->loop = app->loop;
+    b->opts = *opts;
+    b->opts.url = NULL;
+    b->opts.prefix = NULL;
+    if (!b->opts.max_queue) b->opts.max_queue = 4096;
+    if (!b->opts.max_queue_bytes) b->opts.max_queue_bytes = (size_t)8 << 20;
+    if (!b->opts.max_message) b->opts.max_message = (size_t)1 << 20;
+    if (!b->opts.connect_timeout_ms) b->opts.connect_timeout_ms = 5000;
+    if (!b->opts.backoff_base_ms) b->opts.backoff_base_ms = 100;
+    if (!b->opts.backoff_max_ms) b->opts.backoff_max_ms = 5000;
+    if (!b->opts.ping_ms) b->opts.ping_ms = 5000;
+    if (!b->opts.hold_ms) b->opts.hold_ms = 2000;
+    b->nats_max_payload = (size_t)1 << 20;
+    b->next_sid = 1; /* sid 1 is the reserved channel's */
+    for (i = 0; i < 2; i++) {
+        b->conn[i].b = b;
+        b->conn[i].sub = i == 0;
+        b->conn[i].io.fd = -1;
+        zk_timer_init(b->loop, &b->conn[i].timer, zk__bconn_timer, &b->conn[i]);
+    }
+    zk_timer_init(b->loop, &b->hold_timer, zk__broker_hold_timer, b);
+    b->flush_work.fn = zk__broker_flush_work;
+    zk_writer_init(&b->scratch, NULL, 0);
+    zk_writer_init(&b->hello_writer, NULL, 0);
+    b->scratch.max = b->opts.max_message + 65536;
+    {
+        const char *pre = opts->prefix ? opts->prefix : "zocket";
+        size_t n = strlen(pre);
+        rc = n >= 1 && n <= 64 ? 0 : ZK_EINVAL;
+        for (i = 0; rc == 0 && i < n; i++) {
+            char c = pre[i];
+            if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+                rc = ZK_EINVAL;
+        }
+        if (rc == 0) memcpy(b->prefix, pre, n + 1);
+    }
+    if (rc == 0 && (b->opts.max_message > b->opts.max_queue_bytes || b->opts.backoff_base_ms > b->opts.backoff_max_ms))
+        rc = ZK_EINVAL;
+    if (rc == 0) rc = zk__broker_url(b, opts->url);
+    if (rc == 0) {
+        b->ring = (zk__bent *)ZK_MALLOC(b->opts.max_queue * sizeof *b->ring);
+        if (!b->ring || b->opts.max_queue > SIZE_MAX / sizeof *b->ring) rc = ZK_ENOMEM;
+        else memset(b->ring, 0, b->opts.max_queue * sizeof *b->ring);
+    }
+    for (i = 0; rc == 0 && i < app->rooms.cap; i++) { /* rooms the app has already */
+        const zk__room *rm = (const zk__room *)app->rooms.slots[i].val;
+        if (rm) rc = zk__broker_room(b, rm->name, rm->name_len, 1);
+    }
+    if (rc < 0) {
+        *err = rc;
+        zk_broker_free(b);
+        return NULL;
+    }
+    zk__app_random(app, rnd);
+    for (i = 0; i < ZK__NODE_LEN / 2; i++) {
+        b->node[2 * i] = "0123456789abcdef"[rnd[i] >> 4];
+        b->node[2 * i + 1] = "0123456789abcdef"[rnd[i] & 15];
+    }
+    b->next = b->first = b->acked = b->sent = 1;
+    b->state = ZK_BROKER_CONNECTING;
+    app->broker = b;
+    *err = 0;
+    for (i = 0; i < zk__broker_nconns(b); i++) zk__bconn_start(&b->conn[i]);
+    return b;
+}
+
+ZK_API void zk_broker_free(zk_broker *b) {
+    size_t i;
+    if (!b) return;
+    if (b->app && b->app->broker == b) b->app->broker = NULL;
+    for (i = 0; i < 2; i++) {
+        zk__bconn *bc = &b->conn[i];
+        zk_timer_stop(&bc->timer);
+        if (bc->io.fd >= 0) zk__bconn_close(bc);
+        ZK_FREE(bc->in);
+        ZK_FREE(bc->out);
+    }
+    zk_timer_stop(&b->hold_timer);
+    zk__work_cancel(b->loop, &b->flush_work);
+    while (b->ring && b->first < b->next) zk__ring_drop_first(b);
+    ZK_FREE(b->ring);
+    for (i = 0; i < b->origin_count; i++) zk__origin_clear(&b->origins[i]);
+    ZK_FREE(b->origins);
+    for (i = 0; i < b->rooms.cap; i++)
+        if (b->rooms.slots[i].val) ZK_FREE(b->rooms.slots[i].val);
+    zk__map_free(&b->rooms);
+    zk_doc_free(&b->doc);
+    zk_writer_free(&b->scratch);
+    zk_writer_free(&b->hello_writer);
+    ZK_FREE(b->user);
+    ZK_FREE(b->password);
+    ZK_FREE(b);
+}
+
+ZK_API zk_broker *zk_app_broker(const zk_app *app) { return app ? app->broker : NULL; }
+ZK_API int zk_broker_state(const zk_broker *b) { return b->state; }
+ZK_API const char *zk_broker_state_name(int state) {
+    switch (state) {
+    case ZK_BROKER_CONNECTING: return "connecting";
+    case ZK_BROKER_OPEN: return "open";
+    case ZK_BROKER_RECONNECTING: return "reconnecting";
+    default: return "unknown";
+    }
+}
+ZK_API const char *zk_broker_error(const zk_broker *b) { return b->error; }
+ZK_API void *zk_broker_data(const zk_broker *b) { return b->opts.data; }
+ZK_API const char *zk_broker_node(const zk_broker *b) { return b->node; }
+
+ZK_API void zk_broker_get_stats(const zk_broker *b, zk_broker_stats *out) {
+    uint64_t s;
+    *out = b->stats;
+    out->queued = (size_t)(b->next - b->acked);
+    out->queued_bytes = 0;
+    for (s = b->acked; s < b->next; s++) out->queued_bytes += b->ring[s % b->opts.max_queue].len;
+    out->kept = (size_t)(b->next - b->first);
+    out->nodes = b->origin_count;
 }
 #endif /* ZOCKET_IMPLEMENTATION_DONE */
 #endif /* ZOCKET_IMPLEMENTATION */

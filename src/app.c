@@ -568,7 +568,13 @@ struct zk_app {
     zk_request *orphans;         /* kept requests whose connection is gone */
     unsigned char ids_pool[512]; /* random bytes from the OS, for client ids */
     size_t ids_left;
+    zk_broker *broker;           /* rooms across processes (broker.c), or NULL */
 };
+
+/* broker.c: a room got its first local member (on 1) or lost its last (0);
+   a message to publish (before it is delivered here); the app going away. */
+ZK__PRIVATE int zk__broker_room(zk_broker *b, const char *room, size_t len, int on);
+ZK__PRIVATE int zk__broker_publish(zk_broker *b, const zk_target *to);
 
 ZK_API void *zk_request_context(const zk_request *r) { return r->app ? (r->member ? r->member->context : NULL) : r->context; }
 ZK_API void zk_request_set_context(zk_request *r, void *ctx) {
@@ -1282,6 +1288,7 @@ ZK_API zk_app *zk_app_new(zk_loop *loop, const zk_app_opts *opts, int *err) {
 
 ZK_API void zk_app_free(zk_app *app) {
     if (!app) return;
+    zk_broker_free(app->broker);
     zk_server_free(app->server); /* on_close for each: members go */
     while (app->count) zk__member_free(app->members[app->count - 1]);
     while (app->orphans) {
@@ -1370,12 +1377,18 @@ ZK_API int zk_room_join(zk_conn *c, const char *room) {
             ZK_FREE(rm);
             return ZK_ENOMEM;
         }
+        if (app->broker && zk__broker_room(app->broker, rm->name, len, 1) < 0) {
+            zk__map_del(&app->rooms, rm->name, len);
+            ZK_FREE(rm);
+            return ZK_ENOMEM;
+        }
     }
     if (rm->count == rm->cap) {
         uint32_t cap = rm->cap ? rm->cap * 2 : 4;
         zk__seat *a = (zk__seat *)ZK_REALLOC(rm->seats, cap * sizeof *a);
         if (!a) {
             if (!rm->count) {
+                if (app->broker) zk__broker_room(app->broker, rm->name, len, 0);
                 zk__map_del(&app->rooms, rm->name, len);
                 ZK_FREE(rm);
             }
@@ -1407,6 +1420,7 @@ ZK__PRIVATE void zk__room_leave_slot(zk__member *m, uint32_t slot) {
         moved->room->seats[moved->seat].slot = slot;
     }
     if (!rm->count) {
+        if (m->app->broker) zk__broker_room(m->app->broker, rm->name, rm->name_len, 0);
         zk__map_del(&m->app->rooms, rm->name, rm->name_len);
         ZK_FREE(rm->seats);
         ZK_FREE(rm);
@@ -1486,18 +1500,18 @@ ZK_API zk_writer *zk_app_message(zk_app *app, const char *type) {
     return &app->payload;
 }
 
-/* Encodes the started message as one server frame in app->frame. */
-ZK__PRIVATE int zk__app_frame(zk_app *app) {
+/* Encodes a message (payload: JSON text, or none when empty) as one server
+   frame in app->frame. */
+ZK__PRIVATE int zk__app_frame_of(zk_app *app, zk_str type, zk_str payload) {
     zk_writer *w = &app->message;
-    zk_str payload = zk_writer_result(&app->payload), msg;
+    zk_str msg;
     unsigned char header[14];
     size_t hlen, need;
     zk_frame *f;
-    if (!app->message_started || app->payload.err || (app->payload.len && !payload.ptr)) return ZK_EINVAL;
     zk_writer_reset(w);
     zk_write_object(w);
     zk_write_key(w, "type");
-    zk_write_str(w, app->message_type);
+    zk_write_str_n(w, type.ptr, type.len);
     if (payload.ptr) {
         zk_write_key(w, "payload");
         zk__write_raw(w, payload.ptr, payload.len);
@@ -1526,6 +1540,15 @@ ZK__PRIVATE int zk__app_frame(zk_app *app) {
     memcpy(ZK__FRAME_BYTES(f), header, hlen);
     memcpy(ZK__FRAME_BYTES(f) + hlen, msg.ptr, msg.len);
     return 0;
+}
+
+/* The started message. */
+ZK__PRIVATE int zk__app_frame(zk_app *app) {
+    zk_str payload = zk_writer_result(&app->payload), type;
+    if (!app->message_started || app->payload.err || (app->payload.len && !payload.ptr)) return ZK_EINVAL;
+    type.ptr = app->message_type;
+    type.len = strlen(app->message_type);
+    return zk__app_frame_of(app, type, payload);
 }
 
 ZK__PRIVATE void zk__app_close_slow(zk__member *m) {
@@ -1562,6 +1585,10 @@ ZK_API int zk_app_send(zk_app *app, const zk_target *to) {
     if (!app || !to) return ZK_EINVAL;
     rc = zk__app_frame(app);
     if (rc < 0) return rc;
+    if (app->broker) { /* published first: refused (queue full), it goes nowhere */
+        rc = zk__broker_publish(app->broker, to);
+        if (rc < 0) return rc;
+    }
     f = app->frame;
     app->mark++;
     if (to->all) {
