@@ -9758,8 +9758,10 @@ ZK__PRIVATE int zk__broker_room(zk_broker *b, const char *room, size_t len, int 
         zk__map_del(&b->rooms, room, len);
         b->stats.rooms--;
     }
-    /* on a connection being set up, the room is in the set it subscribes */
-    if (bc->state == ZK__BC_READY) {
+    /* A connection not yet subscribing takes the set as it is then; one
+       whose subscriptions went out hears of the change now. */
+    if (bc->state == ZK__BC_READY || (bc->state == ZK__BC_HANDSHAKE && (b->kind == ZK__B_REDIS || bc->pending))) {
+        if (on && bc->state == ZK__BC_HANDSHAKE && b->kind == ZK__B_REDIS) bc->pending++;
         if (zk__broker_sub_cmd(b, room, len, r->sid, on) < 0) {
             zk_str none = {NULL, 0};
             if (!on) ZK_FREE(r);

@@ -27,6 +27,10 @@ nats/      what a NATS server sends (see tests/fuzz/fuzz_nats.c), read as a
            stream of operations: INFO, MSG with and without a reply subject,
            payloads holding CR LF, PING/PONG/+OK/-ERR in any case, HMSG,
            oversized lines and malformed sizes
+broker/    what other nodes publish (see tests/fuzz/fuzz_broker.c): records
+           of messages to rooms, to everyone, to ids, with an except id,
+           duplicates and replays, hellos and "replayed" markers, holds,
+           clock steps and this node's own publishes, and malformed headers
 
 Deterministic: the same files, byte for byte, on every run. It only writes
 files; it does not delete any.
@@ -482,6 +486,45 @@ def nats_corpus():
     return n
 
 
+# ---- broker ----
+
+NODE_A = b"0123456789abcdef"
+NODE_B = b"fedcba9876543210"
+
+
+def bmsg(node, seq, rooms=(), ids=(), mtype=b"chat.message", payload=b'{"text":"hi"}', flags=0,
+         except_id=None, replay=False):
+    head = b"ZK1 M " + node + (b" P " if replay else b" L ") + b"%d %d " % (seq, flags)
+    head += (except_id if except_id else b"-") + b" %d %d\n" % (len(rooms), len(ids))
+    body = b"".join(b"%d:" % len(x) + x for x in list(rooms) + list(ids))
+    return head + body + b"%d:" % len(mtype) + mtype + payload
+
+
+def rec(b):
+    return struct.pack(">H", len(b)) + b
+
+
+def broker_corpus():
+    c = {}
+    c["room_a"] = rec(bmsg(NODE_A, 1, [b"a"]))
+    c["rooms_a_b_once"] = rec(bmsg(NODE_A, 1, [b"a", b"b"])) + rec(bmsg(NODE_A, 1, [b"a", b"b"]))
+    c["all_except"] = rec(bmsg(NODE_B, 5, flags=1 + 2 * 1, except_id=b"A" * 22, payload=b"[1,2,3]"))
+    c["ids"] = rec(bmsg(NODE_A, 2, ids=[b"x" * 22, b"y" * 22], payload=b""))
+    c["sequence"] = b"".join(rec(bmsg(NODE_A, i, [b"a"], payload=b"%d" % i)) for i in range(1, 9))
+    c["reordered"] = b"".join(rec(bmsg(NODE_A, i, [b"b"])) for i in (3, 1, 2, 3, 1200, 2))
+    c["hold_replay_marker"] = (rec(bmsg(NODE_A, 1, [b"a"])) + rec(b"\xe0") + rec(bmsg(NODE_A, 3, [b"a"])) +
+                               rec(bmsg(NODE_A, 2, [b"a"], replay=True)) +
+                               rec(b"ZK1 R " + NODE_A + b" 3 " + b"0" * 16 + b"\n"))
+    c["hold_timeout"] = rec(bmsg(NODE_B, 1, [b"b"])) + rec(b"\xe0") + rec(bmsg(NODE_B, 2, [b"b"])) + rec(b"\xff")
+    c["hello_replay"] = (rec(b"\xc8") + rec(b"\xc8") + rec(b"\xc8") +
+                         rec(b"ZK1 H " + NODE_B + b" 0 2\n" + NODE_A + b" 4\n" + b"f" * 16 + b" 1\n"))
+    c["ring_full"] = b"".join(rec(b"\xc9") for _ in range(20))
+    c["bad_header"] = rec(b"ZK1 M " + NODE_A + b" L 1 9 - 1 0\n1:a2:hi") + rec(b"ZK1 X " + NODE_A + b" 1\n")
+    c["bad_payload"] = rec(bmsg(NODE_A, 1, [b"a"], payload=b'{"a":')) + rec(bmsg(NODE_A, 2, [b"a"], mtype=b""))
+    c["bad_lengths"] = rec(b"ZK1 M " + NODE_A + b" L 1 0 - 1 0\n99:a") + rec(b"ZK1 M " + NODE_A + b" L 1 0 - 2 0\n")
+    return c
+
+
 def write(kind, files):
     d = os.path.join(ROOT, kind)
     os.makedirs(d, exist_ok=True)
@@ -499,6 +542,7 @@ def main():
     write("client", client_corpus())
     write("resp", resp_corpus())
     write("nats", nats_corpus())
+    write("broker", broker_corpus())
     return 0
 
 
