@@ -1633,7 +1633,8 @@ typedef struct zk_broker_opts {
     uint32_t hold_ms;           /* 0: 2000: after coming back, how long a peer's
                                    messages wait for that peer's replay before
                                    being delivered anyway */
-    zk_broker_state_fn on_state;/* each change of zk_broker_state */
+    zk_broker_state_fn on_state;/* each change of zk_broker_state (do not free
+                                   the broker or its app from it) */
     void *data;                 /* yours: zk_broker_data() */
 } zk_broker_opts;
 
@@ -9967,7 +9968,8 @@ ZK__PRIVATE int zk__bmsg_parse(char *buf, size_t len, zk__bmsg *m) {
     if (m->kind != 'M' || end - p < 2 || (p[0] != 'L' && p[0] != 'P') || p[1] != ' ') return -1;
     m->replay = p[0] == 'P';
     p += 2;
-    if (zk__bm_num(&p, end, ' ', &m->seq) < 0 || zk__bm_num(&p, end, ' ', &m->flags) < 0 || m->flags > 7)
+    if (zk__bm_num(&p, end, ' ', &m->seq) < 0 || !m->seq || zk__bm_num(&p, end, ' ', &m->flags) < 0 ||
+        m->flags > 7)
         return -1;
     if (p < end && *p == '-') {
         p++;

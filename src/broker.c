@@ -867,7 +867,8 @@ ZK__PRIVATE int zk__bmsg_parse(char *buf, size_t len, zk__bmsg *m) {
     if (m->kind != 'M' || end - p < 2 || (p[0] != 'L' && p[0] != 'P') || p[1] != ' ') return -1;
     m->replay = p[0] == 'P';
     p += 2;
-    if (zk__bm_num(&p, end, ' ', &m->seq) < 0 || zk__bm_num(&p, end, ' ', &m->flags) < 0 || m->flags > 7)
+    if (zk__bm_num(&p, end, ' ', &m->seq) < 0 || !m->seq || zk__bm_num(&p, end, ' ', &m->flags) < 0 ||
+        m->flags > 7)
         return -1;
     if (p < end && *p == '-') {
         p++;

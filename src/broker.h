@@ -149,7 +149,8 @@ typedef struct zk_broker_opts {
     uint32_t hold_ms;           /* 0: 2000: after coming back, how long a peer's
                                    messages wait for that peer's replay before
                                    being delivered anyway */
-    zk_broker_state_fn on_state;/* each change of zk_broker_state */
+    zk_broker_state_fn on_state;/* each change of zk_broker_state (do not free
+                                   the broker or its app from it) */
     void *data;                 /* yours: zk_broker_data() */
 } zk_broker_opts;
 
