@@ -9530,6 +9530,8 @@ struct zk_broker {
 
 ZK__PRIVATE void zk__bconn_start(zk__bconn *bc);
 ZK__PRIVATE void zk__broker_flush(zk_broker *b);
+ZK__PRIVATE zk__bconn *zk__broker_pubconn(zk_broker *b);
+ZK__PRIVATE void zk__broker_schedule(zk_broker *b);
 ZK__PRIVATE void zk__broker_hold_check(zk_broker *b);
 
 ZK__PRIVATE void zk__broker_set_error(zk_broker *b, const char *what, zk_str detail) {
@@ -9628,6 +9630,9 @@ ZK__PRIVATE void zk__bconn_write(zk__bconn *bc) {
     }
     if (bc->out_off == bc->out_len) bc->out_off = bc->out_len = 0;
     zk__io_set(b->loop, &bc->io, ZK__IO_READ | (bc->out_len ? ZK__IO_WRITE : 0));
+    /* the flush stopped at ZK__BROKER_OUT_HIGH: room again for the rest */
+    if (bc->out_len - bc->out_off < ZK__BROKER_OUT_HIGH / 2 && b->sent < b->next && bc == zk__broker_pubconn(b))
+        zk__broker_schedule(b);
 }
 
 /* ---- connections ---- */
