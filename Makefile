@@ -45,6 +45,10 @@ $(BUILD)/clang/test_%: tests/test_%.c tests/test.h tests/ws_record.h zocket.h
 
 clang-tests: $(CLANG_TESTS)
 
+# rooms across two nodes through real Redis and NATS servers, which the test
+# starts itself (tests/broker_harness.h); built by the rules above
+$(BUILD)/test_cluster $(BUILD)/clang/test_cluster: tests/broker_harness.h
+
 # the loop and connection tests again on the kqueue backend, over our own
 # kqueue-on-epoll shim (Debian 12 has no libkqueue)
 KQUEUE_TESTS := $(patsubst tests/%.c,$(BUILD)/kqueue/%,$(wildcard tests/test_loop.c tests/test_net.c))
@@ -94,6 +98,11 @@ $(BUILD)/app_server: bench/app_server.c zocket.h | $(BUILD)
 # one zk_client over TCP against build/app_server (bench/run_client.sh);
 # needs a server, so not a bench_* program
 $(BUILD)/client_load: bench/client_load.c zocket.h | $(BUILD)
+	$(CC) $(BENCHCFLAGS) $< -o $@
+
+# cross-node room fan-out through Redis and NATS (bench/run_cluster.sh);
+# needs broker servers, so not a bench_* program
+$(BUILD)/cluster_bench: bench/cluster_bench.c zocket.h | $(BUILD)
 	$(CC) $(BENCHCFLAGS) $< -o $@
 
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c zocket.h | $(BUILD)

@@ -515,6 +515,7 @@ typedef struct zk__room zk__room;
 typedef struct zk__seat {        /* a room's entry for a member */
     zk__member *member;
     uint32_t slot;               /* where the room is in member->rooms */
+    uint64_t joined;             /* loop time (a broker delivers only what was sent since) */
 } zk__seat;
 
 typedef struct zk__membership {  /* a member's entry for a room */
@@ -538,6 +539,7 @@ struct zk__member {
     zk__membership *rooms;
     uint32_t room_count, room_cap;
     uint64_t mark;               /* the last send that reached it */
+    uint64_t since;              /* loop time it connected */
     unsigned char authed;
     zk_timer auth_timer;
     zk_request *kept;            /* kept requests not answered yet */
@@ -1024,6 +1026,7 @@ ZK__PRIVATE zk__member *zk__member_new(zk_app *app, zk_conn *c) {
         return NULL;
     }
     zk_timer_init(app->loop, &m->auth_timer, zk__auth_deadline, m);
+    m->since = zk_loop_now(app->loop);
     m->index = app->count;
     app->members[app->count++] = m;
     m->authed = !app->opts.require_auth;
@@ -1399,6 +1402,7 @@ ZK_API int zk_room_join(zk_conn *c, const char *room) {
     }
     rm->seats[rm->count].member = m;
     rm->seats[rm->count].slot = m->room_count;
+    rm->seats[rm->count].joined = zk_loop_now(app->loop);
     m->rooms[m->room_count].room = rm;
     m->rooms[m->room_count].seat = rm->count;
     rm->count++;

@@ -328,11 +328,15 @@ ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid) {
 /* ---- the adapter ----
 
    Between nodes a message travels as text (the canonical form):
-     "ZK1 M <node> <L|P> <seq> <flags> <except|-> <rooms> <ids>\n"
+     "ZK1 M <node> <L|P> <age> <seq> <flags> <except|-> <rooms> <ids>\n"
      then each room and each id as "<len>:<bytes>", then "<len>:<type>",
      then the payload as JSON (nothing for none).
    flags: 1 all, plus the delivery policy times 2. L is a first send, P a
-   replay. Control messages:
+   replay. age: 10 digits, the milliseconds between zk_app_send and this
+   copy's writing (a queued or replayed message is old): a receiving node
+   takes now - age as the send time and delivers only to members that were
+   there by then, so nobody gets what was sent before they joined. Only
+   durations cross between nodes, never clock readings. Control messages:
      "ZK1 H <node> <seq> <n>\n" and n lines "<node> <seq>\n": hello, sent
      after (re)subscribing: the sender's last confirmed seq and, per node,
      the last seq of that node it delivered;
@@ -343,6 +347,8 @@ ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid) {
 #define ZK__DEDUP_WINDOW 1024      /* bits per node: seqs below the newest that are tracked */
 #define ZK__BROKER_OUT_HIGH 262144 /* stop adding publishes past this much unsent output */
 #define ZK__BROKER_MAX_MARKS 64
+#define ZK__AGE_DIGITS 10
+#define ZK__AGE_AT (6 + ZK__NODE_LEN + 3) /* where the age starts in a body */
 
 enum { ZK__B_REDIS = 1, ZK__B_NATS };
 enum { ZK__BC_IDLE, ZK__BC_WAIT, ZK__BC_CONNECTING, ZK__BC_HANDSHAKE, ZK__BC_READY };
@@ -368,12 +374,14 @@ typedef struct zk__bconn {
 typedef struct zk__bent {        /* a published message in the ring */
     char *body;
     size_t len;
+    uint64_t at;                 /* loop time of zk_app_send */
     uint64_t ack;                /* the answer count that confirms it */
 } zk__bent;
 
 typedef struct zk__held {        /* a message from a node we wait for a replay from */
     struct zk__held *next;
     uint64_t seq;
+    uint64_t sent_at;            /* its send time on our clock */
     size_t len;                  /* body follows */
 } zk__held;
 
@@ -748,7 +756,7 @@ ZK__PRIVATE int zk__broker_publish(zk_broker *b, const zk_target *to) {
     zk_writer_reset(w);
     zk__w_put(w, "ZK1 M ", 6);
     zk__w_put(w, b->node, ZK__NODE_LEN);
-    zk__w_put(w, " L ", 3);
+    zk__w_put(w, " L 0000000000 ", 14);
     zk__bw_num(w, b->next);
     zk__w_put(w, " ", 1);
     zk__bw_num(w, (uint64_t)(to->all ? 1 : 0) + (uint64_t)(to->delivery & 3) * 2);
@@ -786,6 +794,7 @@ ZK__PRIVATE int zk__broker_publish(zk_broker *b, const zk_target *to) {
     e->body = body;
     e->len = len;
     e->ack = 0;
+    e->at = zk_loop_now(b->loop);
     b->ring_bytes += len;
     b->next++;
     b->stats.published++;
@@ -799,7 +808,7 @@ typedef struct zk__bmsg {
     int kind;                    /* 'M', 'H', 'R' */
     const char *node;            /* ZK__NODE_LEN bytes */
     int replay;
-    uint64_t seq, flags;
+    uint64_t age, seq, flags;
     const char *except;          /* 22 bytes, or NULL */
     uint64_t rooms, ids;
     const char *list, *list_end; /* rooms and ids, then the type */
@@ -872,10 +881,11 @@ ZK__PRIVATE int zk__bmsg_parse(char *buf, size_t len, zk__bmsg *m) {
     if (m->kind != 'M' || end - p < 2 || (p[0] != 'L' && p[0] != 'P') || p[1] != ' ') return -1;
     m->replay = p[0] == 'P';
     p += 2;
+    if (end - p < ZK__AGE_DIGITS + 1 || zk__bm_num(&p, end, ' ', &m->age) < 0) return -1;
     if (zk__bm_num(&p, end, ' ', &m->seq) < 0 || !m->seq || zk__bm_num(&p, end, ' ', &m->flags) < 0 ||
         m->flags > 7)
         return -1;
-    if (p < end && *p == '-') {
+    if (end - p >= 2 && p[0] == '-' && p[1] == ' ') { /* ids may start with '-' too */
         p++;
     } else {
         if (end - p < 22) return -1;
@@ -899,8 +909,9 @@ ZK__PRIVATE int zk__bmsg_parse(char *buf, size_t len, zk__bmsg *m) {
     return 0;
 }
 
-/* Delivers a message to this node's recipients. */
-ZK__PRIVATE void zk__broker_deliver(zk_broker *b, zk__bmsg *m) {
+/* Delivers a message to this node's recipients that were there when it was
+   sent (sent_at, our clock). */
+ZK__PRIVATE void zk__broker_deliver(zk_broker *b, zk__bmsg *m, uint64_t sent_at) {
     zk_app *app = b->app;
     zk_target t;
     zk_str payload = {NULL, 0};
@@ -932,18 +943,20 @@ ZK__PRIVATE void zk__broker_deliver(zk_broker *b, zk__bmsg *m) {
     b->stats.received++;
     app->mark++;
     if (m->flags & 1) {
-        for (i = 0; i < app->count; i++) n += zk__deliver_to(app, app->members[i], &t, app->frame);
+        for (i = 0; i < app->count; i++)
+            if (app->members[i]->since <= sent_at) n += zk__deliver_to(app, app->members[i], &t, app->frame);
     } else {
         for (i = 0; i < m->rooms + m->ids; i++) {
             zk_str s;
-            zk__bm_net(&p, m->list_end, ZK_ROOM_MAX_NAME, &s);
+            if (zk__bm_net(&p, m->list_end, ZK_ROOM_MAX_NAME, &s) < 0) break; /* parsed before: cannot */
             if (i < m->rooms) {
                 zk__room *rm = (zk__room *)zk__map_get(&app->rooms, s.ptr, s.len);
                 size_t j;
-                for (j = 0; rm && j < rm->count; j++) n += zk__deliver_to(app, rm->seats[j].member, &t, app->frame);
+                for (j = 0; rm && j < rm->count; j++)
+                    if (rm->seats[j].joined <= sent_at) n += zk__deliver_to(app, rm->seats[j].member, &t, app->frame);
             } else {
                 zk__member *mm = (zk__member *)zk__map_get(&app->ids, s.ptr, 22);
-                if (mm) n += zk__deliver_to(app, mm, &t, app->frame);
+                if (mm && mm->since <= sent_at) n += zk__deliver_to(app, mm, &t, app->frame);
             }
         }
     }
@@ -1025,13 +1038,19 @@ ZK__PRIVATE void zk__origin_mark(zk__origin *o, uint64_t seq) {
     o->bits[d / 64] |= (uint64_t)1 << (d % 64);
 }
 
-ZK__PRIVATE void zk__broker_take(zk_broker *b, zk__origin *o, zk__bmsg *m) {
+ZK__PRIVATE void zk__broker_take(zk_broker *b, zk__origin *o, zk__bmsg *m, uint64_t sent_at) {
     if (zk__origin_seen(o, m->seq)) {
         b->stats.duplicates++;
         return;
     }
     zk__origin_mark(o, m->seq);
-    zk__broker_deliver(b, m);
+    zk__broker_deliver(b, m, sent_at);
+}
+
+/* When m was sent, on our clock. */
+ZK__PRIVATE uint64_t zk__bmsg_sent_at(zk_broker *b, const zk__bmsg *m) {
+    uint64_t now = zk_loop_now(b->loop);
+    return m->age < now ? now - m->age : 0;
 }
 
 /* Stops waiting for o's replay: what was held goes out in order. */
@@ -1043,7 +1062,7 @@ ZK__PRIVATE void zk__origin_release(zk_broker *b, zk__origin *o) {
     while (h) {
         zk__held *next = h->next;
         zk__bmsg m;
-        if (zk__bmsg_parse((char *)(h + 1), h->len, &m) == 0) zk__broker_take(b, o, &m);
+        if (zk__bmsg_parse((char *)(h + 1), h->len, &m) == 0) zk__broker_take(b, o, &m, h->sent_at);
         ZK_FREE(h);
         h = next;
     }
@@ -1063,10 +1082,11 @@ ZK__PRIVATE void zk__broker_hold(zk_broker *b, zk__origin *o, zk__bmsg *m, const
     h = (zk__held *)ZK_MALLOC(sizeof *h + len);
     if (!h) { /* cannot wait: deliver now */
         zk__origin_release(b, o);
-        zk__broker_take(b, o, m);
+        zk__broker_take(b, o, m, zk__bmsg_sent_at(b, m));
         return;
     }
     h->seq = m->seq;
+    h->sent_at = zk__bmsg_sent_at(b, m);
     h->len = len;
     memcpy(h + 1, body, len);
     h->next = *pp;
@@ -1110,7 +1130,7 @@ ZK__PRIVATE void zk__broker_hello(zk_broker *b, zk__bmsg *m) {
             }
             for (s = from; s < b->sent; s++) {
                 zk__bent *e = zk__ring_at(b, s);
-                e->body[6 + ZK__NODE_LEN + 1] = 'P';
+                e->body[6 + ZK__NODE_LEN + 1] = 'P'; /* the flag, after "ZK1 M <node> " */
             }
             if (from < b->sent) {
                 b->stats.replayed += b->sent - from;
@@ -1157,7 +1177,7 @@ ZK__PRIVATE void zk__broker_incoming(zk_broker *b, char *body, size_t len) {
         b->stats.duplicates++;
         return;
     }
-    zk__broker_take(b, o, &m);
+    zk__broker_take(b, o, &m, zk__bmsg_sent_at(b, &m));
 }
 
 ZK__PRIVATE void zk__broker_hold_timer(zk_timer *t) { zk__broker_hold_check((zk_broker *)t->data); }
@@ -1241,14 +1261,18 @@ ZK__PRIVATE int zk__broker_put_entry(zk_broker *b, zk__bent *e) {
     uint64_t i;
     int rc = 0;
     char *copy;
-    /* parse a copy's header: the body itself stays as it is */
-    if (zk__bmsg_parse(e->body, e->len, &m) < 0) return ZK_EPROTO;
+    uint64_t age = zk_loop_now(b->loop) - e->at;
+    char digits[ZK__AGE_DIGITS + 1];
+    if (age > 9999999999ull) age = 9999999999ull;
+    snprintf(digits, sizeof digits, "%010llu", (unsigned long long)age);
+    memcpy(e->body + ZK__AGE_AT, digits, ZK__AGE_DIGITS);
+    if (zk__bmsg_parse(e->body, e->len, &m) < 0) return 0; /* ours, so it cannot happen; never block the ring */
     copy = e->body;
     if ((m.flags & 1) || m.ids) rc = zk__broker_put(b, NULL, 0, copy, e->len);
     p = m.list;
     for (i = 0; rc == 0 && i < m.rooms; i++) {
         zk_str s;
-        zk__bm_net(&p, m.list_end, ZK_ROOM_MAX_NAME, &s);
+        if (zk__bm_net(&p, m.list_end, ZK_ROOM_MAX_NAME, &s) < 0) break; /* parsed: cannot */
         rc = zk__broker_put(b, s.ptr, s.len, copy, e->len);
     }
     return rc;
@@ -1312,8 +1336,7 @@ ZK__PRIVATE void zk__bconn_ready(zk__bconn *bc) {
     zk_broker *b = bc->b;
     uint64_t now = zk_loop_now(b->loop);
     size_t i;
-    bc->state = ZK__BC_READY;
-    bc->attempts = 0;
+    bc->state = ZK__BC_READY; /* the backoff starts over once it has lasted (first ping tick) */
     b->stats.connects++;
     zk_timer_start(&bc->timer, b->opts.ping_ms, 0);
     if (bc->sub) {
@@ -1645,6 +1668,7 @@ ZK__PRIVATE void zk__bconn_timer(zk_timer *t) {
     case ZK__BC_READY: {
         uint64_t now = zk_loop_now(b->loop);
         int rc = 0;
+        bc->attempts = 0;
         if (bc->ping_out) {
             zk__bconn_fail(bc, "the broker stopped answering", none);
             break;

@@ -94,6 +94,8 @@ static void teardown(void) {
 }
 
 /* A message of node with seq to rooms (space-separated, "" for none). */
+static unsigned feed_age; /* ms the next message spent before reaching us */
+
 static void feed_msg(const char *node, int replay, unsigned seq, const char *rooms, int flags,
                      const char *except, const char *ids, const char *payload) {
     char body[1024], list[512] = "";
@@ -116,8 +118,8 @@ static void feed_msg(const char *node, int replay, unsigned seq, const char *roo
         p += n;
         while (*p == ' ') p++;
     }
-    snprintf(body, sizeof body, "ZK1 M %s %c %u %d %s %d %d\n%s4:chat%s", node, replay ? 'P' : 'L', seq, flags,
-             except ? except : "-", nrooms, nids, list, payload);
+    snprintf(body, sizeof body, "ZK1 M %s %c %010u %u %d %s %d %d\n%s4:chat%s", node, replay ? 'P' : 'L', feed_age,
+             seq, flags, except ? except : "-", nrooms, nids, list, payload);
     zk__broker_incoming(broker, body, strlen(body));
     zk_loop_advance(loop, 0);
 }
@@ -243,6 +245,37 @@ TEST(hold_runs_out_and_delivers_in_order) {
     teardown();
 }
 
+TEST(late_joiners_do_not_get_older_messages) {
+    setup(0);
+    zk_loop_advance(loop, 1000);
+    CHECK_EQ_INT(zk_room_join(mem[3].server, "a"), 0); /* member 3 joins a at t = 1001 */
+    zk_loop_advance(loop, 500);
+    feed_age = 600; /* sent at t = 901 (queued, or replayed): before member 3 joined */
+    feed(NODE_A, 1, "a", "1");
+    CHECK_EQ_INT(mem[0].n, 1);
+    CHECK_EQ_INT(mem[2].n, 1);
+    CHECK_EQ_INT(mem[3].n, 0);
+    feed_age = 400; /* sent at t = 1101 */
+    feed(NODE_A, 2, "a", "2");
+    CHECK_EQ_INT(mem[3].n, 1);
+    /* everyone: those connected by then (all of them, at t = 0) */
+    feed_age = 1400;
+    feed_msg(NODE_A, 0, 3, "", 1, NULL, "", "");
+    CHECK_EQ_INT(mem[0].n, 3);
+    CHECK_EQ_INT(mem[3].n, 2);
+    feed_age = 0;
+    /* and an except id that starts with '-' is an id, not "none" */
+    {
+        char body[160];
+        snprintf(body, sizeof body, "ZK1 M %s L 0000000000 5 0 -%.21s 1 0\n1:a4:chat", NODE_A, "AAAAAAAAAAAAAAAAAAAAA");
+        feed_raw(body);
+        CHECK_EQ_INT(stats().invalid, 0);
+        CHECK_EQ_INT(mem[0].n, 4);
+        CHECK_EQ_INT(mem[1].n, 1);
+    }
+    teardown();
+}
+
 TEST(replays_for_other_nodes_are_ignored) {
     setup(0);
     feed(NODE_A, 7, "a", "7");
@@ -256,17 +289,17 @@ TEST(replays_for_other_nodes_are_ignored) {
 TEST(own_foreign_and_malformed_messages) {
     char own[128];
     setup(0);
-    snprintf(own, sizeof own, "ZK1 M %s L 1 0 - 1 0\n1:a4:chat1", zk_broker_node(broker));
+    snprintf(own, sizeof own, "ZK1 M %s L 0000000000 1 0 - 1 0\n1:a4:chat1", zk_broker_node(broker));
     feed_raw(own);
     CHECK_EQ_INT(mem[0].n, 0);
     CHECK_EQ_INT(stats().duplicates, 1);
     feed_raw("hello from someone else");
-    feed_raw("ZK1 M " NODE_A " L 1 0 - 1 0\n1:a4:chat{\"unclosed\":");
-    feed_raw("ZK1 M " NODE_A " L 0 0 - 1 0\n1:a4:chat1");      /* seq 0 */
-    feed_raw("ZK1 M " NODE_A " L 2 8 - 1 0\n1:a4:chat1");      /* flags */
-    feed_raw("ZK1 M " NODE_A " L 3 0 - 1 0\n9:a4:chat1");      /* a length past the end */
-    feed_raw("ZK1 M " NODE_A " L 4 0 - 0 0\n0:");              /* no type */
-    feed_raw("ZK1 M 0123456789ABCDEF L 5 0 - 1 0\n1:a4:chat1"); /* upper-case hex */
+    feed_raw("ZK1 M " NODE_A " L 0000000000 1 0 - 1 0\n1:a4:chat{\"unclosed\":");
+    feed_raw("ZK1 M " NODE_A " L 0000000000 0 0 - 1 0\n1:a4:chat1");      /* seq 0 */
+    feed_raw("ZK1 M " NODE_A " L 0000000000 2 8 - 1 0\n1:a4:chat1");      /* flags */
+    feed_raw("ZK1 M " NODE_A " L 0000000000 3 0 - 1 0\n9:a4:chat1");      /* a length past the end */
+    feed_raw("ZK1 M " NODE_A " L 0000000000 4 0 - 0 0\n0:");              /* no type */
+    feed_raw("ZK1 M 0123456789ABCDEF L 0000000000 5 0 - 1 0\n1:a4:chat1"); /* upper-case hex */
     CHECK_EQ_INT(mem[0].n, 0);
     CHECK_EQ_INT(stats().invalid, 7);
     teardown();
@@ -378,6 +411,7 @@ int main(void) {
     RUN(duplicate_window_and_order_of_arrival);
     RUN(hold_after_reconnect_released_by_marker_in_order);
     RUN(hold_runs_out_and_delivers_in_order);
+    RUN(late_joiners_do_not_get_older_messages);
     RUN(replays_for_other_nodes_are_ignored);
     RUN(own_foreign_and_malformed_messages);
     RUN(ring_full_refuses_before_delivering);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond a C compiler, from Debian's registry.
 # Usage: tools/deps.sh NAME...   NAME is one of: clang libfuzzer valgrind
+#        redis (redis-server) nats (nats-server)
 # Prints nothing and exits 0 when everything is present; exits 1 (with the
 # reason on stderr) when something is missing and cannot be installed.
 set -u
@@ -12,6 +13,8 @@ have_libfuzzer() {
     clang -fsanitize=fuzzer,address "$d/f.c" -o "$d/f" >/dev/null 2>&1
     local rc=$?; rm -rf "$d"; return $rc
 }
+# Debian puts some servers in /usr/sbin, which is not on every user's PATH.
+have_server() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
 
 apt_install() {
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -35,6 +38,10 @@ for want in "$@"; do
                have_libfuzzer || { echo "libFuzzer (clang -fsanitize=fuzzer) is not available" >&2; status=1; } ;;
     valgrind) command -v valgrind >/dev/null 2>&1 || apt_install valgrind || status=1
               command -v valgrind >/dev/null 2>&1 || { echo "valgrind is not available" >&2; status=1; } ;;
+    redis) have_server redis-server || apt_install redis-server || status=1
+           have_server redis-server || { echo "redis-server is not available" >&2; status=1; } ;;
+    nats) have_server nats-server || apt_install nats-server || status=1
+          have_server nats-server || { echo "nats-server is not available" >&2; status=1; } ;;
     *) echo "deps.sh: unknown dependency $want" >&2; status=1 ;;
     esac
 done

@@ -493,8 +493,8 @@ NODE_B = b"fedcba9876543210"
 
 
 def bmsg(node, seq, rooms=(), ids=(), mtype=b"chat.message", payload=b'{"text":"hi"}', flags=0,
-         except_id=None, replay=False):
-    head = b"ZK1 M " + node + (b" P " if replay else b" L ") + b"%d %d " % (seq, flags)
+         except_id=None, replay=False, age=0):
+    head = b"ZK1 M " + node + (b" P " if replay else b" L ") + b"%010d %d %d " % (age, seq, flags)
     head += (except_id if except_id else b"-") + b" %d %d\n" % (len(rooms), len(ids))
     body = b"".join(b"%d:" % len(x) + x for x in list(rooms) + list(ids))
     return head + body + b"%d:" % len(mtype) + mtype + payload
@@ -519,9 +519,12 @@ def broker_corpus():
     c["hello_replay"] = (rec(b"\xc8") + rec(b"\xc8") + rec(b"\xc8") +
                          rec(b"ZK1 H " + NODE_B + b" 0 2\n" + NODE_A + b" 4\n" + b"f" * 16 + b" 1\n"))
     c["ring_full"] = b"".join(rec(b"\xc9") for _ in range(20))
-    c["bad_header"] = rec(b"ZK1 M " + NODE_A + b" L 1 9 - 1 0\n1:a2:hi") + rec(b"ZK1 X " + NODE_A + b" 1\n")
+    c["old_message"] = rec(b"\xf4") + rec(bmsg(NODE_A, 1, [b"a"], age=1500)) + rec(bmsg(NODE_A, 2, [b"b"], age=10))
+    c["except_dash"] = rec(bmsg(NODE_A, 1, [b"a"], except_id=b"-" * 22))
+    c["bad_header"] = rec(b"ZK1 M " + NODE_A + b" L 0000000000 1 9 - 1 0\n1:a2:hi") + rec(b"ZK1 X " + NODE_A + b" 1\n")
     c["bad_payload"] = rec(bmsg(NODE_A, 1, [b"a"], payload=b'{"a":')) + rec(bmsg(NODE_A, 2, [b"a"], mtype=b""))
-    c["bad_lengths"] = rec(b"ZK1 M " + NODE_A + b" L 1 0 - 1 0\n99:a") + rec(b"ZK1 M " + NODE_A + b" L 1 0 - 2 0\n")
+    c["bad_lengths"] = (rec(b"ZK1 M " + NODE_A + b" L 0000000000 1 0 - 1 0\n99:a") +
+                        rec(b"ZK1 M " + NODE_A + b" L 0000000000 1 0 - 2 0\n") + rec(b"ZK1 M " + NODE_A + b" L 1 0 - 1 0\n1:a"))
     return c
 
 
