@@ -3374,6 +3374,12 @@ ZK__PRIVATE void zk__io_init(zk__io *io, int fd, zk__io_fn fn) {
     io->slot = 0;
 }
 
+/* The wait may have lasted: callbacks must see the time they run at (a
+   send's timestamp, a deadline started from a read handler). */
+ZK__PRIVATE void zk__clock_after_wait(zk_loop *loop) {
+    if (!loop->virtual_clock) loop->now = zk__monotonic_ms();
+}
+
 /* Waits up to timeout_ms and runs the callbacks of ready watchers. */
 ZK__PRIVATE int zk__poller_wait(zk_loop *loop, int timeout_ms) {
     int n, i, ran = 0;
@@ -3382,6 +3388,7 @@ ZK__PRIVATE int zk__poller_wait(zk_loop *loop, int timeout_ms) {
         struct epoll_event *e = (struct epoll_event *)loop->events;
         n = epoll_wait(loop->fd, e, loop->max_events, timeout_ms);
         if (n < 0) return errno == EINTR ? 0 : ZK_EINVAL;
+        zk__clock_after_wait(loop);
         loop->nevents = n;
         for (i = 0; i < n; i++) {
             zk__io *io = (zk__io *)e[i].data.ptr;
@@ -3409,6 +3416,7 @@ ZK__PRIVATE int zk__poller_wait(zk_loop *loop, int timeout_ms) {
         }
         n = kevent(loop->fd, NULL, 0, e, loop->max_events, tsp);
         if (n < 0) return errno == EINTR ? 0 : ZK_EINVAL;
+        zk__clock_after_wait(loop);
         loop->nevents = n;
         for (i = 0; i < n; i++) {
             zk__io *io = (zk__io *)e[i].udata;
@@ -3426,6 +3434,7 @@ ZK__PRIVATE int zk__poller_wait(zk_loop *loop, int timeout_ms) {
 #endif
     n = poll(loop->pfds, (nfds_t)loop->npfds, timeout_ms);
     if (n < 0) return errno == EINTR ? 0 : ZK_EINVAL;
+    zk__clock_after_wait(loop);
     for (i = (int)loop->npfds - 1; i >= 0 && n > 0; i--) {
         short re;
         unsigned ev = 0;

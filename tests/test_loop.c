@@ -71,6 +71,7 @@ static zk_loop *new_loop_with(int poller, int virtual_clock, uint64_t seed) {
 }
 
 static zk_loop *new_loop(int virtual_clock) { return new_loop_with(env_poller, virtual_clock, 1); }
+static void *loop_of_io; /* for io callbacks, which get only their zk__io */
 
 static uint64_t now_ms(void) {
     struct timespec ts;
@@ -1117,6 +1118,47 @@ static void watchers_with_small_batches(int poller) {
 
 TEST(every_ready_watcher_runs_once_with_a_small_event_batch) { watchers_with_small_batches(env_poller); }
 
+#ifdef __linux__
+#include <sys/timerfd.h>
+static uint64_t clock_seen_in_callback;
+static void timerfd_ready(zk__io *io, unsigned events) {
+    uint64_t n;
+    (void)events;
+    if (read(io->fd, &n, sizeof n) < 0) n = 0;
+    clock_seen_in_callback = zk_loop_now((zk_loop *)loop_of_io);
+}
+#endif
+
+/* An I/O callback that runs after the loop waited sees the time it runs at,
+   not the time the wait began (a send stamped then, a deadline started from
+   a read handler). The fd is a timerfd that becomes readable 40 ms into the
+   wait. */
+TEST(io_callbacks_see_the_time_after_the_wait) {
+#ifdef __linux__
+    zk_loop *loop = new_loop(0);
+    zk__io io;
+    struct itimerspec its;
+    uint64_t before;
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC), i;
+    CHECK(fd >= 0);
+    if (fd < 0) return;
+    loop_of_io = loop;
+    memset(&its, 0, sizeof its);
+    its.it_value.tv_nsec = 40 * 1000000L;
+    zk__io_init(&io, fd, timerfd_ready);
+    CHECK_EQ_INT(zk__io_set(loop, &io, ZK__IO_READ), 0);
+    clock_seen_in_callback = 0;
+    zk_loop_step(loop, 0);
+    before = zk_loop_now(loop);
+    CHECK_EQ_INT(timerfd_settime(fd, 0, &its, NULL), 0);
+    for (i = 0; i < 100 && !clock_seen_in_callback; i++) zk_loop_step(loop, 1000); /* bounded: 100 s */
+    CHECK(clock_seen_in_callback >= before + 35);
+    zk__io_set(loop, &io, 0);
+    close(fd);
+    zk_loop_free(loop);
+#endif
+}
+
 int main(void) {
     const char *p = getenv("ZK_TEST_POLLER");
     zk_loop_opts o;
@@ -1143,6 +1185,7 @@ int main(void) {
     zk_loop_free(probe);
 
     RUN(virtual_clock_starts_at_zero_and_moves_only_by_advance);
+    RUN(io_callbacks_see_the_time_after_the_wait);
     RUN(timers_fire_in_due_order);
     RUN(equal_due_times_fire_in_the_order_started);
     RUN(advance_runs_due_timers_at_their_own_time_and_stops_at_the_target);
