@@ -47,7 +47,7 @@ clang-tests: $(CLANG_TESTS)
 
 # rooms across two nodes through real Redis and NATS servers, which the test
 # starts itself (tests/broker_harness.h); built by the rules above
-$(BUILD)/test_cluster $(BUILD)/clang/test_cluster: tests/broker_harness.h
+$(BUILD)/test_cluster $(BUILD)/clang/test_cluster $(BUILD)/plain/test_cluster: tests/broker_harness.h
 
 # the loop and connection tests again on the kqueue backend, over our own
 # kqueue-on-epoll shim (Debian 12 has no libkqueue)
@@ -59,7 +59,7 @@ $(BUILD)/kqueue/test_%: tests/test_%.c tests/test.h tests/kqueue/kqueue_shim.c t
 kqueue-tests: $(KQUEUE_TESTS)
 
 # the socket tests without sanitizers, for valgrind memcheck
-VALGRIND_TESTS := $(patsubst tests/%.c,$(BUILD)/plain/%,$(wildcard tests/test_loop.c tests/test_net.c))
+VALGRIND_TESTS := $(patsubst tests/%.c,$(BUILD)/plain/%,$(wildcard tests/test_loop.c tests/test_net.c tests/test_cluster.c))
 $(BUILD)/plain/test_%: tests/test_%.c tests/test.h zocket.h
 	@mkdir -p $(BUILD)/plain
 	$(CC) -std=c99 $(WARN) -g -O1 -I. $< -o $@

@@ -1,6 +1,7 @@
 /* chat: a chat server for browsers, on the Zocket layer (router, rooms).
 
-   build/chat [--host H] [--port N]    (default 127.0.0.1:8080; --port 0: any free port)
+   build/chat [--host H] [--port N] [--redis URL | --nats URL]
+       (default 127.0.0.1:8080; --port 0: any free port)
 
    Prints "chat: open http://H:N/" once listening. Serves the page at / (the
    files of examples/chat/, put in the binary at build time by tools/embed.py)
@@ -25,6 +26,40 @@
    control characters: 400, since the request is malformed rather than
    unauthenticated. Two connections may use the same name.
 
+   Several servers, one chat: --redis redis://[:password@]host[:port] or
+   --nats nats://[user:password@|token@]host[:port] (the scheme may be left
+   out) attaches a zk_broker, and chat servers given the same broker are the
+   nodes of one chat (channel prefix "chat"). Broker state changes are printed
+   on stderr ("chat: broker open", "chat: broker reconnecting: WHY"), and so
+   is, once a second at most, a new reason why attempts fail ("chat: broker
+   connecting: WHY"). What crosses nodes: chat.message, chat.joined and
+   chat.left (a closing connection's too), each once to every member of the
+   room wherever it is connected; as on one node, the sender gets its own
+   chat.message and no one gets the chat.joined or chat.left of its own join
+   or leave. What does not cross: member lists and counts, which a node
+   answers from its own connections.
+   - chat.join answers the members connected to this node only. The page
+     (examples/chat/chat.js) then adds each chat.joined and removes each
+     chat.left, so a user sees the members on its own node and those of other
+     nodes who joined after it did; members of other nodes who were in the
+     room before it joined are missing from its list until they leave and join
+     again (their messages arrive all the same, under their name).
+   - chat.rooms lists the rooms with a member on this node, each with the
+     number of members on this node.
+   - A node that stops gracefully (SIGINT, SIGTERM) sends chat.left for its
+     users, and waits up to 1 s for the broker to confirm them before exiting.
+     A node that crashes or is killed (SIGKILL) sends nothing: its users stay
+     in other nodes' pages until those reload.
+   - While the broker is unreachable, a message reaches the members on the
+     sender's node at once and those on other nodes once the broker is back,
+     in order and once; a node that was cut off gets then what the others sent
+     meanwhile (a member gets only what was sent after it joined, here as on
+     one node). The adapter keeps at most 4096 messages (8 MiB) for that: a
+     node cut off while more are sent misses the oldest, and once the ring
+     holds only messages not yet sent, chat.send answers UNAVAILABLE and
+     reaches no one, and a join or leave is done but its chat.joined or
+     chat.left reaches no one (logged on stderr).
+
    SIGINT or SIGTERM: graceful shutdown (connections closed with 1001, at most
    2 s), then exit 0; a second signal stops at once. The signals are taken by
    a thread in sigwait, which hands them to the loop with zk_loop_post, the
@@ -46,6 +81,7 @@
 #define ROOM_MAX_BYTES 64
 #define TEXT_MAX_BYTES 2000
 #define MAX_ROOMS 16 /* rooms per connection */
+#define FLUSH_MS 1000 /* at shutdown, how long the broker may take to confirm */
 
 /* A connection's context: who it is. Made by on_connect, freed by on_disconnect. */
 typedef struct user {
@@ -55,6 +91,9 @@ typedef struct user {
 static zk_loop *loop;
 static zk_app *app;
 static int shutting_down;
+static zk_timer flush_timer, broker_timer;
+static uint64_t flush_deadline;
+static char broker_why[256]; /* the broker error last printed */
 
 static int str_is(zk_str s, const char *c) {
     size_t n = strlen(c);
@@ -316,7 +355,11 @@ static void on_send(zk_request *req) {
     rooms[0] = room;
     to.rooms = rooms;
     to.room_count = 1;
-    if ((rc = zk_app_send(a, &to)) < 0) {
+    if ((rc = zk_app_send(a, &to)) == ZK_ENOSPACE) { /* the broker's ring is full */
+        zk_request_fail(req, "UNAVAILABLE", "the other chat servers cannot be reached; try again");
+        return;
+    }
+    if (rc < 0) {
         fail_internal(req, rc);
         return;
     }
@@ -361,8 +404,24 @@ static void on_rooms(zk_request *req) {
 
 /* ---- signals and shutdown ---- */
 
+/* Until the broker has confirmed what it was given (the chat.left of the
+   connections just closed), at most FLUSH_MS; not while it is unreachable. */
+static void flush_check(zk_timer *t) {
+    zk_broker *b = zk_app_broker(app);
+    zk_broker_stats st;
+    if (b) zk_broker_get_stats(b, &st);
+    if (!b || zk_broker_state(b) != ZK_BROKER_OPEN || st.queued == 0 ||
+        zk_loop_now(loop) >= flush_deadline) {
+        zk_timer_stop(t);
+        zk_loop_stop(loop);
+    }
+}
+
 static void shutdown_done(zk_server *server) {
-    zk_loop_stop(zk_server_loop(server));
+    (void)server;
+    flush_deadline = zk_loop_now(loop) + FLUSH_MS;
+    zk_timer_init(loop, &flush_timer, flush_check, NULL);
+    if (!zk_app_broker(app) || zk_timer_start(&flush_timer, 0, 10) < 0) zk_loop_stop(loop);
 }
 
 /* On the loop's thread: the first signal shuts down gracefully, the next
@@ -388,6 +447,51 @@ static void *signal_thread(void *arg) {
     }
 }
 
+/* ---- the broker ---- */
+
+/* The URL without its password or token, for the log. */
+static void print_url(FILE *f, const char *url) {
+    const char *rest = strstr(url, "://"), *at;
+    rest = rest ? rest + 3 : url;
+    at = strchr(rest, '@');
+    if (at) fprintf(f, "%.*s***%s", (int)(rest - url), url, at);
+    else fputs(url, f);
+}
+
+static void on_broker_state(zk_broker *b, int state, void *data) {
+    const char *why = state == ZK_BROKER_OPEN ? "" : zk_broker_error(b);
+    (void)data;
+    fprintf(stderr, "chat: broker %s%s%s\n", zk_broker_state_name(state), *why ? ": " : "", why);
+    snprintf(broker_why, sizeof broker_why, "%s", why);
+}
+
+/* Attempts that fail change no state until a first connection is up (or
+   while reconnecting): each second, a new reason is printed. */
+static void broker_check(zk_timer *t) {
+    zk_broker *b = zk_app_broker(app);
+    const char *why;
+    (void)t;
+    if (!b || zk_broker_state(b) == ZK_BROKER_OPEN) return;
+    why = zk_broker_error(b);
+    if (*why && strncmp(why, broker_why, sizeof broker_why - 1) != 0) {
+        fprintf(stderr, "chat: broker %s: %s\n", zk_broker_state_name(zk_broker_state(b)), why);
+        snprintf(broker_why, sizeof broker_why, "%s", why);
+    }
+}
+
+/* scheme://rest from an option's value, the scheme added when left out;
+   NULL when it names another scheme or is too long. */
+static const char *broker_url(const char *scheme, const char *value) {
+    static char url[512];
+    const char *sep = strstr(value, "://");
+    size_t n = strlen(scheme);
+    if (sep && !((size_t)(sep - value) == n && memcmp(value, scheme, n) == 0)) return NULL;
+    if (snprintf(url, sizeof url, "%s%s%s", sep ? "" : scheme, sep ? "" : "://", value) >=
+        (int)sizeof url)
+        return NULL;
+    return url;
+}
+
 /* ---- main ---- */
 
 static zk_router *make_router(void) {
@@ -410,8 +514,9 @@ static zk_router *make_router(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *host = "127.0.0.1";
+    const char *host = "127.0.0.1", *url = NULL;
     long port = 8080;
+    zk_broker_opts bopts;
     zk_router *router;
     zk_app_opts opts;
     sigset_t signals;
@@ -428,7 +533,17 @@ int main(int argc, char **argv) {
             port = strtol(argv[++i], &end, 10);
             if (*argv[i] && !*end && port >= 0 && port <= 65535) continue;
         }
-        fprintf(stderr, "usage: %s [--host H] [--port N]   (default 127.0.0.1:8080)\n", argv[0]);
+        if ((strcmp(argv[i], "--redis") == 0 || strcmp(argv[i], "--nats") == 0) && !url &&
+            i + 1 < argc) {
+            url = broker_url(argv[i] + 2, argv[i + 1]);
+            i++;
+            if (url) continue;
+        }
+        fprintf(stderr,
+                "usage: %s [--host H] [--port N] [--redis URL | --nats URL]\n"
+                "  (default 127.0.0.1:8080; URL redis://[:password@]host[:port] or\n"
+                "  nats://[user:password@|token@]host[:port]: one chat across servers)\n",
+                argv[0]);
         return 2;
     }
 
@@ -461,6 +576,24 @@ int main(int argc, char **argv) {
         fprintf(stderr, "chat: cannot listen on %s:%ld: %s\n", host, port, zk_strerror(rc));
         return 1;
     }
+    if (url) {
+        memset(&bopts, 0, sizeof bopts);
+        bopts.url = url;
+        bopts.prefix = "chat";
+        bopts.on_state = on_broker_state;
+        if (!zk_broker_new(app, &bopts, &rc)) {
+            fprintf(stderr, "chat: broker ");
+            print_url(stderr, url);
+            fprintf(stderr, ": %s\n", zk_strerror(rc));
+            return 1;
+        }
+        fprintf(stderr, "chat: broker ");
+        print_url(stderr, url);
+        fprintf(stderr, ", node %s: %s\n", zk_broker_node(zk_app_broker(app)),
+                zk_broker_state_name(zk_broker_state(zk_app_broker(app))));
+        zk_timer_init(loop, &broker_timer, broker_check, NULL);
+        zk_timer_start(&broker_timer, 1000, 1000);
+    }
     printf(strchr(host, ':') ? "chat: open http://[%s]:%d/\n" : "chat: open http://%s:%d/\n",
            host, zk_server_port(zk_app_server(app)));
     fflush(stdout);
@@ -470,6 +603,8 @@ int main(int argc, char **argv) {
         return 1;
     }
     rc = zk_loop_run(loop);
+    zk_timer_stop(&flush_timer); /* when a second signal came during the flush */
+    zk_timer_stop(&broker_timer);
     pthread_kill(thread, SIGUSR1);
     pthread_join(thread, NULL);
     if (rc < 0) fprintf(stderr, "chat: loop: %s\n", zk_strerror(rc));

@@ -122,7 +122,7 @@ fi
 # The socket tests again under valgrind memcheck (no sanitizers there).
 if tools/deps.sh valgrind 2>>"$log"; then
     if make -s valgrind-tests >>"$BUILD/make.log" 2>&1; then
-        for t in tests/test_loop.c tests/test_net.c; do
+        for t in tests/test_loop.c tests/test_net.c tests/test_cluster.c; do
             [ -e "$t" ] || continue
             name=$(basename "$t" .c)
             unit "$name (valgrind)" valgrind -q --error-exitcode=99 --leak-check=full \

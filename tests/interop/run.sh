@@ -14,11 +14,15 @@
 #   8. examples/zkcat (the command-line client) against build/chat
 #   9. examples/zkcat (zk_client) against an independent Zocket server on
 #      Python websockets (tests/interop/py_zocket_server.py)
+#  10. chat across nodes: two build/chat sharing a Redis, then a NATS server
+#      (redis-server and nats-server started here), as one chat, through a
+#      SIGKILL and restart of the broker (tests/interop/chat_nodes_test.py)
 # Expects build/echo, build/interop_client, build/gameloop, build/chat,
 # build/restart_test, build/herd_test and build/zkcat (tests/run.sh makes
 # them).
 # Installs missing peers (apt as root: python3-websockets, chromium, ...;
-# npm ci into tests/interop/node/: ws, playwright-core).
+# npm ci into tests/interop/node/: ws, playwright-core; tools/deps.sh redis
+# nats for redis-server and nats-server).
 # A peer that cannot be had is skipped (SKIP name: reason), a failure under
 # CI=true. Ends with "N passed, N failed[, N skipped]".
 set -u
@@ -741,6 +745,155 @@ else
         sed 's/^/      /' "$tmp/pyzocket.err" | tail -20
     fi
 fi
+
+# 10. Chat across nodes: for Redis, then NATS, a broker on a free port and
+#     two build/chat on ports of their own attached to it (--redis URL,
+#     --nats URL), run under valgrind like section 5's. Once both say
+#     "chat: broker open", tests/interop/chat_nodes_test.py checks that they
+#     are one chat: room messages, chat.joined and chat.left cross once each,
+#     and through a SIGKILL of the broker and its restart on the same port
+#     (answered once both nodes have logged that they are reconnecting)
+#     what each node sent meanwhile reaches the other once, in order. The
+#     script asks on its stdout ("do kill-broker", "do start-broker") and is
+#     answered on its stdin, as in section 5's restart; it ends by stopping
+#     node 2 with SIGTERM (its users' chat.left must reach node 1, and it
+#     must exit 0). Both nodes must have logged the outage ("chat: broker
+#     reconnecting", then "open" again); node 1 must still be up and exit 0
+#     on SIGTERM.
+tools/deps.sh redis nats 2>/dev/null   # (installs what it can; checked below)
+
+# broker_on KIND PORT: redis-server or nats-server on 127.0.0.1:PORT, at most
+# $READY s to say it is ready. Sets broker_pid (remembered for cleanup); 1
+# (reason in broker_error) if it never got ready.
+broker_on() {
+    local kind=$1 port=$2 deadline ready
+    broker_pid="" broker_error=""
+    : > "$tmp/$kind.out"; : > "$tmp/$kind.err"
+    if [ "$kind" = redis ]; then
+        redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+            > "$tmp/$kind.out" 2> "$tmp/$kind.err" &
+        ready='Ready to accept connections'
+    else
+        nats-server -a 127.0.0.1 -p "$port" > "$tmp/$kind.out" 2> "$tmp/$kind.err" &
+        ready='Server is ready'
+    fi
+    broker_pid=$!
+    pids="$pids $broker_pid"
+    deadline=$((SECONDS + READY))
+    while [ $SECONDS -le $deadline ]; do
+        grep -qs "$ready" "$tmp/$kind.out" "$tmp/$kind.err" && return 0
+        kill -0 "$broker_pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    broker_error="$kind-server not ready on port $port within ${READY} s: $(cat "$tmp/$kind.out" "$tmp/$kind.err" | tail -3 | tr '\n' ' ')"
+    stop_pid "$broker_pid"
+    broker_pid=""
+    return 1
+}
+
+# more_lines FILE REGEX N SECONDS: until more than N lines of FILE match, at
+# most SECONDS; 0 only then.
+more_lines() {
+    local deadline=$((SECONDS + $4))
+    while [ $SECONDS -le $deadline ]; do
+        [ "$(grep -c -E "$2" "$1")" -gt "$3" ] && return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+# nodes_group KIND: one broker of KIND (redis or nats), two nodes, the checks.
+nodes_group() {
+    local kind=$1 group="chat across nodes ($1)" bport attempt n1 n2 u1 u2 nok=0 nfail=0 rc line p i r1 r2
+    for attempt in 1 2 3; do
+        bport=$(free_port) && broker_on "$kind" "$bport" && break
+    done
+    if [ -z "$broker_pid" ]; then fail "$group: the broker did not start: $broker_error"; return; fi
+    if ! start_server node1 $chat_vg $BUILD/chat --host 127.0.0.1 --"$kind" "$kind://127.0.0.1:$bport"; then
+        fail "$group: node 1 did not start: $server_error"; stop_pid "$broker_pid"; return
+    fi
+    n1=$server_pid u1=$server_url
+    if ! start_server node2 $chat_vg $BUILD/chat --host 127.0.0.1 --"$kind" "$kind://127.0.0.1:$bport"; then
+        fail "$group: node 2 did not start: $server_error"; stop_pid "$n1"; stop_pid "$broker_pid"; return
+    fi
+    n2=$server_pid u2=$server_url
+    if wait_line "$tmp/node1.err" '^chat: broker open' "$n1" 10 &&
+       wait_line "$tmp/node2.err" '^chat: broker open' "$n2" 10; then
+        pass "$group: both nodes connected to $kind-server ($("$kind-server" --version 2>/dev/null | grep -oE 'v=?[0-9.]+' | head -1))"
+        coproc NODES { timeout -k 5 "$STEP" $PY $HERE/chat_nodes_test.py "$u1" "$u2" --outage --sigterm-pid2 "$n2" 2> "$tmp/nodes.err"; }
+        local node_pid=$NODES_PID nodes_out nodes_in
+        exec {nodes_out}<&"${NODES[0]}" {nodes_in}>&"${NODES[1]}"
+        pids="$pids $node_pid"
+        while IFS= read -r -t $((STEP + 10)) -u "$nodes_out" line; do
+            case $line in
+                "ok "*) pass "$group: ${line#ok }"; nok=$((nok + 1)) ;;
+                "FAIL "*) fail "$group: ${line#FAIL }"; nfail=$((nfail + 1)) ;;
+                "# "*) printf '      %s\n' "${line#\# }" ;;
+                "do kill-broker")   # done once both nodes have noticed
+                    r1=$(grep -c '^chat: broker reconnecting' "$tmp/node1.err")
+                    r2=$(grep -c '^chat: broker reconnecting' "$tmp/node2.err")
+                    kill_pid "$broker_pid"
+                    broker_pid=""
+                    if more_lines "$tmp/node1.err" '^chat: broker reconnecting' "$r1" 5 &&
+                       more_lines "$tmp/node2.err" '^chat: broker reconnecting' "$r2" 5; then
+                        (echo "done kill-broker" >&"$nodes_in") 2>/dev/null
+                    else (echo "fail kill-broker: the nodes did not log \"chat: broker reconnecting\" within 5 s" >&"$nodes_in") 2>/dev/null; fi ;;
+                "do start-broker")
+                    if broker_on "$kind" "$bport"; then (echo "done start-broker" >&"$nodes_in") 2>/dev/null
+                    else (echo "fail start-broker: $broker_error" >&"$nodes_in") 2>/dev/null; fi ;;
+            esac
+        done
+        exec {nodes_out}<&- {nodes_in}>&-
+        wait "$node_pid"
+        rc=$?
+        pids=$(printf '%s\n' $pids | grep -vx "$node_pid" | tr '\n' ' ')
+        if [ $rc = 124 ] || [ $rc = 137 ]; then fail "$group: timed out after ${STEP} s"
+        elif [ $rc != 0 ] && [ $nfail = 0 ]; then fail "$group: exit status $rc after $nok checks"; fi
+        if [ $rc != 0 ]; then sed 's/^/      /' "$tmp/nodes.err" | tail -30; fi
+        for p in 1 2; do
+            if grep -q '^chat: broker reconnecting' "$tmp/node$p.err" &&
+               [ "$(grep -c '^chat: broker open' "$tmp/node$p.err")" -ge 2 ]; then
+                pass "$group: node $p logged the outage on stderr (reconnecting, then open again)"
+            else fail "$group: node $p's broker log on stderr: $(grep '^chat: broker' "$tmp/node$p.err" | tr '\n' ' ')"; fi
+        done
+    else
+        fail "$group: the nodes did not say \"chat: broker open\" within 10 s: $(grep -h '^chat: broker' "$tmp/node1.err" "$tmp/node2.err" | tr '\n' ' ')"
+        kill -TERM "$n2" 2>/dev/null   # the script did not run to do it
+    fi
+    # node 2 had its SIGTERM from the script (unless it stopped before): up
+    # to 5 s to exit by itself, with status 0
+    for i in $(seq 100); do kill -0 "$n2" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$n2" 2>/dev/null; then
+        stop_pid "$n2"
+        fail "$group: node 2 still running 5 s after the script's SIGTERM (or the script never sent it)"
+    else
+        stop_pid "$n2"
+        if [ "$stop_status" = 0 ]; then pass "$group: node 2 exits 0 after SIGTERM with clients connected"
+        else fail "$group: node 2's exit status after SIGTERM: $stop_status"; sed 's/^/      /' "$tmp/node2.err" | tail -20; fi
+    fi
+    if kill -0 "$n1" 2>/dev/null; then
+        stop_pid "$n1"
+        if [ "$stop_status" = 0 ]; then pass "$group: node 1 still up after the run, exits 0 on SIGTERM"
+        else fail "$group: node 1's exit status on SIGTERM: $stop_status"; sed 's/^/      /' "$tmp/node1.err" | tail -20; fi
+    else
+        stop_pid "$n1"
+        fail "$group: node 1 died during the run (exit status $stop_status)"
+        sed 's/^/      /' "$tmp/node1.err" | tail -20
+    fi
+    [ -n "$broker_pid" ] && stop_pid "$broker_pid"
+}
+
+for kind in redis nats; do
+    if [ $py_ok = 0 ]; then
+        skip "chat across nodes ($kind)" "$why_py"
+    elif [ ! -x $BUILD/chat ]; then
+        fail "chat across nodes ($kind): $BUILD/chat is missing (make $BUILD/chat)"
+    elif ! command -v "$kind-server" >/dev/null 2>&1; then
+        skip "chat across nodes ($kind)" "$kind-server not found (tools/deps.sh $kind; apt-get install $kind-server)"
+    else
+        nodes_group "$kind"
+    fi
+done
 
 if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
 else echo "$passed passed, $failed failed"; fi
