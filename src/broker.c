@@ -335,8 +335,9 @@ ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid) {
    replay. age: 10 digits, the milliseconds between zk_app_send and this
    copy's writing (a queued or replayed message is old): a receiving node
    takes now - age as the send time and delivers only to members that were
-   there by then, so nobody gets what was sent before they joined. Only
-   durations cross between nodes, never clock readings. Control messages:
+   there by then (give or take ZK__JOIN_SLACK_MS), so nobody gets what was
+   sent well before they joined. Only durations cross between nodes, never
+   clock readings. Control messages:
      "ZK1 H <node> <seq> <n>\n" and n lines "<node> <seq>\n": hello, sent
      after (re)subscribing: the sender's last confirmed seq and, per node,
      the last seq of that node it delivered;
@@ -348,6 +349,12 @@ ZK_API int zk_nats_unsub(char *out, size_t cap, uint64_t sid) {
 #define ZK__BROKER_OUT_HIGH 262144 /* stop adding publishes past this much unsent output */
 #define ZK__BROKER_MAX_MARKS 64
 #define ZK__AGE_DIGITS 10
+/* A member that joined up to this long after a message was sent still gets
+   it: the send time is an estimate (loop clocks read once per pass, whole
+   milliseconds), and missing a message is worse than one from just before
+   the join. Queued and replayed messages, seconds old, are what the check
+   is for. */
+#define ZK__JOIN_SLACK_MS 1000
 #define ZK__AGE_AT (6 + ZK__NODE_LEN + 3) /* where the age starts in a body */
 
 enum { ZK__B_REDIS = 1, ZK__B_NATS };
@@ -1047,9 +1054,9 @@ ZK__PRIVATE void zk__broker_take(zk_broker *b, zk__origin *o, zk__bmsg *m, uint6
     zk__broker_deliver(b, m, sent_at);
 }
 
-/* When m was sent, on our clock. */
+/* When m was sent, on our clock, plus the slack. */
 ZK__PRIVATE uint64_t zk__bmsg_sent_at(zk_broker *b, const zk__bmsg *m) {
-    uint64_t now = zk_loop_now(b->loop);
+    uint64_t now = zk_loop_now(b->loop) + ZK__JOIN_SLACK_MS;
     return m->age < now ? now - m->age : 0;
 }
 

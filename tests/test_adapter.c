@@ -247,19 +247,19 @@ TEST(hold_runs_out_and_delivers_in_order) {
 
 TEST(late_joiners_do_not_get_older_messages) {
     setup(0);
-    zk_loop_advance(loop, 1000);
-    CHECK_EQ_INT(zk_room_join(mem[3].server, "a"), 0); /* member 3 joins a at t = 1001 */
+    zk_loop_advance(loop, 3000);
+    CHECK_EQ_INT(zk_room_join(mem[3].server, "a"), 0); /* member 3 joins a at t = 3001 */
     zk_loop_advance(loop, 500);
-    feed_age = 600; /* sent at t = 901 (queued, or replayed): before member 3 joined */
+    feed_age = 2000; /* sent at t = 1501 (queued, or replayed): well before member 3 joined */
     feed(NODE_A, 1, "a", "1");
     CHECK_EQ_INT(mem[0].n, 1);
     CHECK_EQ_INT(mem[2].n, 1);
     CHECK_EQ_INT(mem[3].n, 0);
-    feed_age = 400; /* sent at t = 1101 */
+    feed_age = 1300; /* t = 2201: 800 ms before the join, within the slack (send times are estimates) */
     feed(NODE_A, 2, "a", "2");
     CHECK_EQ_INT(mem[3].n, 1);
     /* everyone: those connected by then (all of them, at t = 0) */
-    feed_age = 1400;
+    feed_age = 3400;
     feed_msg(NODE_A, 0, 3, "", 1, NULL, "", "");
     CHECK_EQ_INT(mem[0].n, 3);
     CHECK_EQ_INT(mem[3].n, 2);

@@ -4,8 +4,13 @@ behave as one chat, with Python websockets 10.4 as the client.
 
     /usr/bin/python3 tests/interop/chat_nodes_test.py http://127.0.0.1:P/ \
         http://127.0.0.1:Q/ [--outage] [--sigterm-pid2 PID]
+    /usr/bin/python3 tests/interop/chat_nodes_test.py --local-only http://127.0.0.1:P/
 
 The arguments are the URLs the two nodes print ("chat: open http://H:P/").
+With --local-only there is one, node 1's, whose broker is unreachable (not
+started yet), and the one check is that it still serves its own rooms: two
+members of one room on it each get the other's chat.message once, and their
+own once, as on a node without a broker.
 Prints one "ok NAME" or "FAIL NAME: why" line per check, "# ..." lines with
 measurements, and exits non-zero if any failed. With --outage it also asks
 whoever runs it, on its stdout, for the broker to be killed ("do
@@ -161,7 +166,7 @@ class Cluster:
             u = urllib.parse.urlsplit(url)
             if u.scheme != "http" or not u.hostname or not u.port:
                 raise SystemExit(f"usage: chat_nodes_test.py http://HOST:PORT/ http://HOST:PORT/"
-                                 f" (got {url!r})")
+                                 f" | --local-only http://HOST:PORT/ (got {url!r})")
             self.ws_urls.append(f"ws://{u.hostname}:{u.port}/ws")
         self.peers = []
 
@@ -207,9 +212,10 @@ async def join_all(room, peers):
 
 
 async def settle(room, peers, mark1, mark2, expected):
-    """mark1 (node 1) and mark2 (node 2) each send a marker; every peer must
-    then have got exactly expected[peer] before and between the markers
-    (markers left out), each sender's messages in the order sent."""
+    """mark1 (node 1) and mark2 (node 2, or node 1 when it is alone) each
+    send a marker; every peer must then have got exactly expected[peer]
+    before and between the markers (markers left out), each sender's
+    messages in the order sent."""
     t1, t2 = f"end {mark1.name}", f"end {mark2.name}"
     await mark1.say(room, t1)
     await mark2.say(room, t2)
@@ -234,6 +240,17 @@ async def settle(room, peers, mark1, mark2, expected):
 
 
 # ---- the checks ------------------------------------------------------------
+
+async def local_room(c):
+    """Node 1 alone, its broker unreachable: a room on it works as on one
+    node (the barrier is the same, both markers sent on node 1)."""
+    a, b = await c.peer("lo_a", 1), await c.peer("lo_b", 1)
+    await join_all("lo", [a, b])
+    await a.say("lo", "from lo_a")
+    await b.say("lo", "from lo_b")
+    both = [msg("lo", a, "from lo_a"), msg("lo", b, "from lo_b")]
+    await settle("lo", [a, b], a, b, {a: both, b: both})
+
 
 async def messages_cross(c):
     a1, a2 = await c.peer("mx_a1", 1), await c.peer("mx_a2", 1)
@@ -441,11 +458,17 @@ async def graceful_stop(c, pid):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url1")
-    parser.add_argument("url2")
+    parser.add_argument("url2", nargs="?")
+    parser.add_argument("--local-only", action="store_true",
+                        help="node 1 only, its broker unreachable: its own rooms work")
     parser.add_argument("--outage", action="store_true")
     parser.add_argument("--sigterm-pid2", type=int, help="node 2's pid: stop it last")
     args = parser.parse_args()
-    c = Cluster([args.url1, args.url2])
+    if args.local_only != (args.url2 is None) or \
+            (args.local_only and (args.outage or args.sigterm_pid2)):
+        parser.error("give two URLs, or one with --local-only (and neither --outage"
+                     " nor --sigterm-pid2)")
+    c = Cluster([args.url1] if args.local_only else [args.url1, args.url2])
 
     async def run(name, fn):
         try:
@@ -458,6 +481,10 @@ async def main():
         finally:
             await c.close_all()
 
+    if args.local_only:
+        await run("broker unreachable: two members of a room on node 1 each get the other's"
+                  " chat.message once, and their own once", local_room)
+        return 1 if failures else 0
     await run("chat.message crosses both ways, once to each member, the sender's own once;"
               " a member of another room gets nothing", messages_cross)
     await run("chat.joined and chat.left (leave, close, TCP reset) cross, never to the joiner"

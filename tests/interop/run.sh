@@ -15,8 +15,9 @@
 #   9. examples/zkcat (zk_client) against an independent Zocket server on
 #      Python websockets (tests/interop/py_zocket_server.py)
 #  10. chat across nodes: two build/chat sharing a Redis, then a NATS server
-#      (redis-server and nats-server started here), as one chat, through a
-#      SIGKILL and restart of the broker (tests/interop/chat_nodes_test.py)
+#      (redis-server and nats-server started here), as one chat, with the
+#      broker unreachable when the first starts, and through a SIGKILL and
+#      restart of the broker (tests/interop/chat_nodes_test.py)
 # Expects build/echo, build/interop_client, build/gameloop, build/chat,
 # build/restart_test, build/herd_test and build/zkcat (tests/run.sh makes
 # them).
@@ -748,7 +749,13 @@ fi
 
 # 10. Chat across nodes: for Redis, then NATS, a broker on a free port and
 #     two build/chat on ports of their own attached to it (--redis URL,
-#     --nats URL), run under valgrind like section 5's. Once both say
+#     --nats URL), run under valgrind like section 5's. Node 1 starts before
+#     the broker, with nothing on its port: it must log that it is not
+#     connected ("chat: broker connecting: WHY", no "open") and still serve
+#     its own rooms (chat_nodes_test.py --local-only: two members of a room
+#     each get the other's message once). Then the broker starts on that
+#     port, and node 1 must connect by itself within 15 s (its backoff is
+#     full jitter capped at 5 s); then node 2 starts. Once both say
 #     "chat: broker open", tests/interop/chat_nodes_test.py checks that they
 #     are one chat: room messages, chat.joined and chat.left cross once each,
 #     and through a SIGKILL of the broker and its restart on the same port
@@ -791,6 +798,34 @@ broker_on() {
     return 1
 }
 
+# broker_port: a free port for a broker started later, below the ephemeral
+# range: while nothing listens there, neither free_port nor the local end of
+# an outgoing connection can take it (node 1's own attempts to reach it
+# included, which would connect to themselves). free_port if none is found.
+broker_port() {
+    $PY -c '
+import random, socket
+try:
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    low = 32768
+for port in random.sample(range(10000, low), min(100, low - 10000)) if low > 10000 else []:
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit(1)' 2>/dev/null || free_port
+}
+
+# ms_now: milliseconds since the epoch.
+ms_now() { date +%s%3N; }
+
 # more_lines FILE REGEX N SECONDS: until more than N lines of FILE match, at
 # most SECONDS; 0 only then.
 more_lines() {
@@ -804,20 +839,32 @@ more_lines() {
 
 # nodes_group KIND: one broker of KIND (redis or nats), two nodes, the checks.
 nodes_group() {
-    local kind=$1 group="chat across nodes ($1)" bport attempt n1 n2 u1 u2 nok=0 nfail=0 rc line p i r1 r2
-    for attempt in 1 2 3; do
-        bport=$(free_port) && broker_on "$kind" "$bport" && break
-    done
-    if [ -z "$broker_pid" ]; then fail "$group: the broker did not start: $broker_error"; return; fi
+    local kind=$1 group="chat across nodes ($1)" bport n1 n2 u1 u2 nok=0 nfail=0 rc line p i r1 r2 t0 ms
+    broker_pid=""
+    bport=$(broker_port) || { fail "$group: no free port for the broker"; return; }
+    # the broker is not there yet
     if ! start_server node1 $chat_vg $BUILD/chat --host 127.0.0.1 --"$kind" "$kind://127.0.0.1:$bport"; then
-        fail "$group: node 1 did not start: $server_error"; stop_pid "$broker_pid"; return
+        fail "$group: node 1 did not start: $server_error"; return
     fi
     n1=$server_pid u1=$server_url
+    if wait_line "$tmp/node1.err" '^chat: broker connecting' "$n1" 10 &&
+       ! grep -q '^chat: broker open' "$tmp/node1.err"; then
+        pass "$group: node 1 started with nothing on port $bport, logs it is not connected ($(grep -m1 '^chat: broker connecting' "$tmp/node1.err"))"
+    else fail "$group: node 1's broker log with nothing on port $bport: $(grep '^chat: broker' "$tmp/node1.err" | tr '\n' ' ')"; fi
+    run_checks "$group" $PY $HERE/chat_nodes_test.py --local-only "$u1"
+    if ! broker_on "$kind" "$bport"; then
+        fail "$group: the broker did not start: $broker_error"; stop_pid "$n1"; return
+    fi
+    t0=$(ms_now)
+    if wait_line "$tmp/node1.err" '^chat: broker open' "$n1" 15; then
+        ms=$(($(ms_now) - t0))
+        pass "$group: node 1 connected once the broker appeared (after $((ms / 1000)).$((ms % 1000 / 100)) s)"
+    else fail "$group: node 1 did not say \"chat: broker open\" within 15 s of the broker starting: $(grep '^chat: broker' "$tmp/node1.err" | tail -3 | tr '\n' ' ')"; fi
     if ! start_server node2 $chat_vg $BUILD/chat --host 127.0.0.1 --"$kind" "$kind://127.0.0.1:$bport"; then
         fail "$group: node 2 did not start: $server_error"; stop_pid "$n1"; stop_pid "$broker_pid"; return
     fi
     n2=$server_pid u2=$server_url
-    if wait_line "$tmp/node1.err" '^chat: broker open' "$n1" 10 &&
+    if grep -q '^chat: broker open' "$tmp/node1.err" &&
        wait_line "$tmp/node2.err" '^chat: broker open' "$n2" 10; then
         pass "$group: both nodes connected to $kind-server ($("$kind-server" --version 2>/dev/null | grep -oE 'v=?[0-9.]+' | head -1))"
         coproc NODES { timeout -k 5 "$STEP" $PY $HERE/chat_nodes_test.py "$u1" "$u2" --outage --sigterm-pid2 "$n2" 2> "$tmp/nodes.err"; }
@@ -857,7 +904,7 @@ nodes_group() {
             else fail "$group: node $p's broker log on stderr: $(grep '^chat: broker' "$tmp/node$p.err" | tr '\n' ' ')"; fi
         done
     else
-        fail "$group: the nodes did not say \"chat: broker open\" within 10 s: $(grep -h '^chat: broker' "$tmp/node1.err" "$tmp/node2.err" | tr '\n' ' ')"
+        fail "$group: the checks not run: node 1 not connected, or node 2 did not say \"chat: broker open\" within 10 s: $(grep -h '^chat: broker' "$tmp/node1.err" "$tmp/node2.err" | tr '\n' ' ')"
         kill -TERM "$n2" 2>/dev/null   # the script did not run to do it
     fi
     # node 2 had its SIGTERM from the script (unless it stopped before): up
