@@ -935,6 +935,9 @@ typedef struct zk_writer {
     int root_done;
     unsigned char want_key[ZK_DOC_MAX_DEPTH]; /* per level: 1 object wanting a key, 2 object wanting a value, 0 array */
     unsigned char first[ZK_DOC_MAX_DEPTH];    /* per level: no element written yet */
+    unsigned char codec;                      /* ZK_CODEC_*: what it writes */
+    uint32_t mp_at[ZK_DOC_MAX_DEPTH];         /* MessagePack: where each open container's header is */
+    uint32_t mp_n[ZK_DOC_MAX_DEPTH];          /* and how many elements or members it has so far */
 } zk_writer;
 
 /* buf NULL: the writer allocates (and zk_writer_free releases); otherwise it
@@ -958,6 +961,38 @@ ZK_API void zk_write_null(zk_writer *w);
 /* Copies a parsed value, whatever its codec, with everything inside it
    (binary as a base64 string in JSON). A ZK_TYPE_NONE value: ZK_EINVAL. */
 ZK_API void zk_write_value(zk_writer *w, zk_value v);
+
+/* Raw bytes: MessagePack bin; in JSON, a base64 string (RFC 4648, padded). */
+ZK_API void zk_write_binary(zk_writer *w, const void *p, size_t len);
+
+/* ---- MessagePack ----
+   The same documents and writers speak MessagePack: a handler reads
+   zk_value handles and writes with zk_write_* whatever the codec. */
+
+enum {
+    ZK_CODEC_JSON = 0,           /* a writer's default */
+    ZK_CODEC_MSGPACK = 1
+};
+
+/* What a writer writes from its next value on: ZK_CODEC_JSON or
+   ZK_CODEC_MSGPACK (the smallest form of each integer, string, binary and
+   container header; doubles as float64; containers are counted as they are
+   written and their headers fitted when they close). Call it after init or
+   reset, before writing: ZK_EINVAL otherwise, or for another codec. It
+   stays through resets. */
+ZK_API int zk_writer_set_codec(zk_writer *w, int codec);
+
+/* Parses one MessagePack value from buf[0..len) into doc, as zk_json_parse
+   does JSON: the same node types, limits and errors. nil, bool, every
+   integer width (an unsigned one above INT64_MAX becomes a double, as a JSON
+   integer that large does), float32 and float64, str (valid UTF-8, else
+   refused), bin (ZK_TYPE_BINARY), array and map (keys must be strings).
+   Refused with ZK_EPARSE: ext types (no handler could read them), NaN and
+   infinities (JSON cannot carry them), the never-used byte 0xc1, a length
+   or count larger than the bytes left (checked before anything is
+   allocated), data after the value. The buffer is not modified: strings are
+   views into it. Returns ZK_OK, ZK_EPARSE, ZK_ETOOBIG, ZK_ENOMEM. */
+ZK_API int zk_msgpack_parse(zk_doc *doc, const char *buf, size_t len);
 
 /* The finished value: {buf, len} when exactly one complete value was
    written and no error happened, else {NULL, 0}. */
@@ -6131,8 +6166,84 @@ ZK__PRIVATE int zk__w_begin(zk_writer *w) {
     }
     l = w->depth - 1;
     if (w->want_key[l] == 1) { zk__w_fail(w, ZK_EINVAL); return -1; } /* a key comes first */
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        if (w->want_key[l] == 0) w->mp_n[l]++;
+        return 0;
+    }
     if (w->want_key[l] == 0 && !w->first[l]) zk__w_byte(w, ',');
     return w->err ? -1 : 0;
+}
+
+/* ---- MessagePack output ---- */
+
+ZK__PRIVATE void zk__mp_head(zk_writer *w, unsigned char tag, uint64_t v, int bytes) {
+    unsigned char b[9];
+    int i;
+    b[0] = tag;
+    for (i = 0; i < bytes; i++) b[1 + i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+    zk__w_put(w, b, (size_t)bytes + 1);
+}
+
+/* str, bin: the smallest header for len, then the bytes. */
+ZK__PRIVATE void zk__mp_bytes(zk_writer *w, int bin, const void *p, size_t len) {
+    if (!bin && len < 32) zk__w_byte(w, (char)(0xa0 | len));
+    else if (len < 256) zk__mp_head(w, bin ? 0xc4 : 0xd9, len, 1);
+    else if (len < 65536) zk__mp_head(w, bin ? 0xc5 : 0xda, len, 2);
+    else if ((uint64_t)len <= 0xffffffffu) zk__mp_head(w, bin ? 0xc6 : 0xdb, len, 4);
+    else { zk__w_fail(w, ZK_ETOOBIG); return; }
+    zk__w_put(w, p, len);
+}
+
+ZK__PRIVATE void zk__mp_int(zk_writer *w, int64_t v) {
+    if (v >= 0) {
+        uint64_t u = (uint64_t)v;
+        if (u < 128) zk__w_byte(w, (char)u);
+        else if (u < 256) zk__mp_head(w, 0xcc, u, 1);
+        else if (u < 65536) zk__mp_head(w, 0xcd, u, 2);
+        else if (u <= 0xffffffffu) zk__mp_head(w, 0xce, u, 4);
+        else zk__mp_head(w, 0xcf, u, 8);
+    } else if (v >= -32) {
+        zk__w_byte(w, (char)(unsigned char)(0xe0 | (unsigned)(v + 32)));
+    } else if (v >= -128) {
+        zk__mp_head(w, 0xd0, (uint64_t)v & 0xff, 1);
+    } else if (v >= -32768) {
+        zk__mp_head(w, 0xd1, (uint64_t)v & 0xffff, 2);
+    } else if (v >= -2147483647 - 1) {
+        zk__mp_head(w, 0xd2, (uint64_t)v & 0xffffffffu, 4);
+    } else {
+        zk__mp_head(w, 0xd3, (uint64_t)v, 8);
+    }
+}
+
+/* A container's header was written as 5 bytes (32-bit count); now that
+   its count is known, the smallest header takes its place. */
+ZK__PRIVATE void zk__mp_close(zk_writer *w, int object) {
+    uint32_t l = w->depth - 1, n = w->mp_n[l];
+    size_t at = w->mp_at[l], body = w->len - (at + 5), h;
+    unsigned char *b = (unsigned char *)w->buf + at;
+    h = n < 16 ? 1 : n < 65536 ? 3 : 5;
+    if (h < 5) memmove(b + h, b + 5, body);
+    w->len -= 5 - h;
+    if (h == 1) {
+        b[0] = (unsigned char)((object ? 0x80 : 0x90) | n);
+    } else if (h == 3) {
+        b[0] = object ? 0xde : 0xdc;
+        b[1] = (unsigned char)(n >> 8);
+        b[2] = (unsigned char)n;
+    } else {
+        b[0] = object ? 0xdf : 0xdd;
+        b[1] = (unsigned char)(n >> 24);
+        b[2] = (unsigned char)(n >> 16);
+        b[3] = (unsigned char)(n >> 8);
+        b[4] = (unsigned char)n;
+    }
+}
+
+ZK_API int zk_writer_set_codec(zk_writer *w, int codec) {
+    if ((codec != ZK_CODEC_JSON && codec != ZK_CODEC_MSGPACK) || w->len || w->depth || w->root_done || w->err)
+        return ZK_EINVAL;
+    w->codec = (unsigned char)codec;
+    return ZK_OK;
 }
 
 ZK__PRIVATE void zk__w_done(zk_writer *w) {
@@ -6183,7 +6294,14 @@ ZK__PRIVATE void zk__w_quoted(zk_writer *w, const char *s, size_t len) {
 ZK__PRIVATE void zk__w_open(zk_writer *w, char c, int object) {
     if (zk__w_begin(w) < 0) return;
     if (w->depth == ZK_DOC_MAX_DEPTH) { zk__w_fail(w, ZK_ETOOBIG); return; }
-    zk__w_byte(w, c);
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        if (w->len > 0xffffffffu - 5) { zk__w_fail(w, ZK_ETOOBIG); return; }
+        w->mp_at[w->depth] = (uint32_t)w->len;
+        w->mp_n[w->depth] = 0;
+        zk__mp_head(w, object ? 0xdf : 0xdd, 0, 4); /* fitted on close */
+    } else {
+        zk__w_byte(w, c);
+    }
     if (w->err) return;
     w->want_key[w->depth] = (unsigned char)(object ? 1 : 0);
     w->first[w->depth] = 1;
@@ -6199,7 +6317,8 @@ ZK_API void zk_write_end(zk_writer *w) {
     if (w->depth == 0) { zk__w_fail(w, ZK_EINVAL); return; }
     l = w->depth - 1;
     if (w->want_key[l] == 2) { zk__w_fail(w, ZK_EINVAL); return; } /* a key without its value */
-    zk__w_byte(w, w->want_key[l] ? '}' : ']');
+    if (w->codec == ZK_CODEC_MSGPACK) zk__mp_close(w, w->want_key[l] != 0);
+    else zk__w_byte(w, w->want_key[l] ? '}' : ']');
     if (w->err) return;
     w->depth--;
     zk__w_done(w);
@@ -6213,6 +6332,12 @@ ZK_API void zk_write_key_n(zk_writer *w, const char *key, size_t len) {
         return;
     }
     l = w->depth - 1;
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        w->mp_n[l]++;
+        zk__mp_bytes(w, 0, key, len);
+        if (!w->err) w->want_key[l] = 2;
+        return;
+    }
     if (!w->first[l]) zk__w_byte(w, ',');
     zk__w_quoted(w, key, len);
     zk__w_byte(w, ':');
@@ -6227,7 +6352,8 @@ ZK_API void zk_write_key(zk_writer *w, const char *key) {
 ZK_API void zk_write_str_n(zk_writer *w, const char *s, size_t len) {
     if ((len && !s) || !zk_utf8_valid(s, len)) { zk__w_fail(w, ZK_EINVAL); return; }
     if (zk__w_begin(w) < 0) return;
-    zk__w_quoted(w, s, len);
+    if (w->codec == ZK_CODEC_MSGPACK) zk__mp_bytes(w, 0, s, len);
+    else zk__w_quoted(w, s, len);
     zk__w_done(w);
 }
 
@@ -6241,6 +6367,11 @@ ZK_API void zk_write_int(zk_writer *w, int64_t v) {
     size_t n = 0;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     if (zk__w_begin(w) < 0) return;
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        zk__mp_int(w, v);
+        zk__w_done(w);
+        return;
+    }
     do { tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10); u /= 10; } while (u);
     if (v < 0) tmp[sizeof tmp - 1 - n++] = '-';
     zk__w_put(w, tmp + sizeof tmp - n, n);
@@ -6284,6 +6415,13 @@ ZK_API void zk_write_double(zk_writer *w, double v) {
     size_t n;
     if (v - v != 0) { zk__w_fail(w, ZK_EINVAL); return; } /* NaN and infinities are not JSON */
     if (zk__w_begin(w) < 0) return;
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        union { double d; uint64_t u; } bits;
+        bits.d = v;
+        zk__mp_head(w, 0xcb, bits.u, 8);
+        zk__w_done(w);
+        return;
+    }
     n = zk__format_double(v, tmp);
     zk__w_put(w, tmp, n);
     zk__w_done(w);
@@ -6291,21 +6429,29 @@ ZK_API void zk_write_double(zk_writer *w, double v) {
 
 ZK_API void zk_write_bool(zk_writer *w, int v) {
     if (zk__w_begin(w) < 0) return;
-    if (v) zk__w_put(w, "true", 4);
+    if (w->codec == ZK_CODEC_MSGPACK) zk__w_byte(w, (char)(unsigned char)(v ? 0xc3 : 0xc2));
+    else if (v) zk__w_put(w, "true", 4);
     else zk__w_put(w, "false", 5);
     zk__w_done(w);
 }
 
 ZK_API void zk_write_null(zk_writer *w) {
     if (zk__w_begin(w) < 0) return;
-    zk__w_put(w, "null", 4);
+    if (w->codec == ZK_CODEC_MSGPACK) zk__w_byte(w, (char)(unsigned char)0xc0);
+    else zk__w_put(w, "null", 4);
     zk__w_done(w);
 }
 
 /* Binary has no JSON form: it is written as a base64 string. */
 ZK__PRIVATE void zk__write_binary(zk_writer *w, const unsigned char *p, size_t len) {
     size_t n = (len + 2) / 3 * 4;
+    if (len && !p) { zk__w_fail(w, ZK_EINVAL); return; }
     if (zk__w_begin(w) < 0) return;
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        zk__mp_bytes(w, 1, p, len);
+        zk__w_done(w);
+        return;
+    }
     zk__w_byte(w, '"');
     if (zk__w_room(w, n) == 0) {
         zk__b64_encode(p, len, w->buf + w->len);
@@ -6313,6 +6459,10 @@ ZK__PRIVATE void zk__write_binary(zk_writer *w, const unsigned char *p, size_t l
     }
     zk__w_byte(w, '"');
     zk__w_done(w);
+}
+
+ZK_API void zk_write_binary(zk_writer *w, const void *p, size_t len) {
+    zk__write_binary(w, (const unsigned char *)p, len);
 }
 
 ZK_API void zk_write_value(zk_writer *w, zk_value v) {
@@ -6353,6 +6503,147 @@ ZK_API void zk_write_value(zk_writer *w, zk_value v) {
         }
         if (depth == 0) return;
     }
+}
+/* >>msgpack: the MessagePack reader (the writer is zk_writer's other codec) */
+
+/* The big-endian unsigned integer of n bytes at p. */
+ZK__PRIVATE uint64_t zk__mp_be(const unsigned char *p, int n) {
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < n; i++) v = (v << 8) | p[i];
+    return v;
+}
+
+ZK__PRIVATE int zk__mp_fail(zk_doc *doc, const char *buf, const unsigned char *at, int err, const char *error) {
+    doc->count = 0;
+    doc->error = error;
+    doc->error_at = (size_t)((const char *)at - buf);
+    return err;
+}
+
+ZK_API int zk_msgpack_parse(zk_doc *doc, const char *buf, size_t len) {
+    const unsigned char *p = (const unsigned char *)buf, *end = buf ? p + len : p, *at;
+    uint32_t stack[ZK_DOC_MAX_DEPTH], last[ZK_DOC_MAX_DEPTH], depth = 0, max_depth = zk__doc_max_depth(doc);
+    uint64_t left[ZK_DOC_MAX_DEPTH]; /* items still to come: elements, or keys and values */
+    int err = ZK_OK;
+    doc->count = 0;
+    doc->error = NULL;
+    doc->error_at = 0;
+    if (!buf && len) return ZK_EINVAL;
+    for (;;) {
+        unsigned char c;
+        int type = -1, key = 0, bytes = 0;
+        uint64_t n = 0;
+        uint32_t idx;
+        zk__node *node;
+        if (depth && doc->nodes[stack[depth - 1]].type == ZK_TYPE_OBJECT && left[depth - 1] % 2 == 0) key = 1;
+        at = p;
+        if (p >= end) return zk__mp_fail(doc, buf, p, ZK_EPARSE, "unexpected end of input");
+        c = *p++;
+        /* the format: its type, and how many bytes of length or value follow */
+        if (c <= 0x7f) { type = ZK_TYPE_INT; n = c; }
+        else if (c >= 0xe0) { type = ZK_TYPE_INT; n = (uint64_t)(int64_t)(signed char)c; }
+        else if (c <= 0x8f) { type = ZK_TYPE_OBJECT; n = c & 15u; }
+        else if (c <= 0x9f) { type = ZK_TYPE_ARRAY; n = c & 15u; }
+        else if (c <= 0xbf) { type = ZK_TYPE_STRING; n = c & 31u; }
+        else {
+            switch (c) {
+            case 0xc0: type = ZK_TYPE_NULL; break;
+            case 0xc2: case 0xc3: type = ZK_TYPE_BOOL; n = c & 1u; break;
+            case 0xc4: case 0xc5: case 0xc6: type = ZK_TYPE_BINARY; bytes = 1 << (c - 0xc4); break;
+            case 0xca: type = ZK_TYPE_DOUBLE; bytes = 4; break;
+            case 0xcb: type = ZK_TYPE_DOUBLE; bytes = 8; break;
+            case 0xcc: case 0xcd: case 0xce: case 0xcf: type = ZK_TYPE_INT; bytes = 1 << (c - 0xcc); break;
+            case 0xd0: case 0xd1: case 0xd2: case 0xd3: type = ZK_TYPE_INT; bytes = 1 << (c - 0xd0); break;
+            case 0xd9: case 0xda: case 0xdb: type = ZK_TYPE_STRING; bytes = 1 << (c - 0xd9); break;
+            case 0xdc: case 0xdd: type = ZK_TYPE_ARRAY; bytes = c == 0xdc ? 2 : 4; break;
+            case 0xde: case 0xdf: type = ZK_TYPE_OBJECT; bytes = c == 0xde ? 2 : 4; break;
+            case 0xc1: return zk__mp_fail(doc, buf, at, ZK_EPARSE, "0xc1 is never used");
+            default: /* 0xc7-0xc9 ext, 0xd4-0xd8 fixext */
+                return zk__mp_fail(doc, buf, at, ZK_EPARSE, "ext types are not supported");
+            }
+        }
+        if ((size_t)(end - p) < (size_t)bytes) return zk__mp_fail(doc, buf, at, ZK_EPARSE, "unexpected end of input");
+        if (bytes) {
+            n = zk__mp_be(p, bytes);
+            p += bytes;
+        }
+        if (key && type != ZK_TYPE_STRING) return zk__mp_fail(doc, buf, at, ZK_EPARSE, "a map key that is not a string");
+        idx = doc->count;
+        node = zk__doc_node(doc, key ? ZK__KEY : type, &err);
+        if (!node) return zk__mp_fail(doc, buf, at, err, err == ZK_ETOOBIG ? "too many values" : "out of memory");
+        switch (type) {
+        case ZK_TYPE_BOOL:
+            node->v.i = (int64_t)n;
+            break;
+        case ZK_TYPE_INT:
+            if (c >= 0xd0 && c <= 0xd3) { /* signed: extend from its width */
+                int shift = 64 - 8 * bytes;
+                node->v.i = (int64_t)(n << shift) >> shift;
+            } else if (c == 0xcf && n > (uint64_t)INT64_MAX) {
+                node->type = ZK_TYPE_DOUBLE; /* as JSON does with an integer this large */
+                node->v.d = (double)n;
+            } else {
+                node->v.i = (int64_t)n;
+            }
+            break;
+        case ZK_TYPE_DOUBLE: {
+            double d;
+            if (bytes == 4) {
+                union { uint32_t u; float f; } f32;
+                f32.u = (uint32_t)n;
+                d = (double)f32.f;
+            } else {
+                union { uint64_t u; double d; } f64;
+                f64.u = n;
+                d = f64.d;
+            }
+            if (d - d != 0) return zk__mp_fail(doc, buf, at, ZK_EPARSE, "NaN and infinities are not supported");
+            node->v.d = d;
+            break;
+        }
+        case ZK_TYPE_STRING:
+        case ZK_TYPE_BINARY:
+            if (n > (uint64_t)(end - p)) return zk__mp_fail(doc, buf, at, ZK_EPARSE, "unexpected end of input");
+            if (type == ZK_TYPE_STRING && !zk_utf8_valid(p, (size_t)n))
+                return zk__mp_fail(doc, buf, at, ZK_EPARSE, "invalid UTF-8 in a string");
+            node->v.s = (const char *)p;
+            node->len = (uint32_t)n;
+            p += n;
+            break;
+        case ZK_TYPE_ARRAY:
+        case ZK_TYPE_OBJECT:
+            /* each element takes a byte at least: a count past the input is
+               refused now, not after allocating for it */
+            if ((type == ZK_TYPE_OBJECT ? n * 2 : n) > (uint64_t)(end - p))
+                return zk__mp_fail(doc, buf, at, ZK_EPARSE, "unexpected end of input");
+            break;
+        default:
+            break;
+        }
+        /* link it to its parent */
+        if (depth) {
+            uint32_t l = depth - 1;
+            if (doc->nodes[stack[l]].type == ZK_TYPE_ARRAY || key) {
+                if (last[l]) doc->nodes[last[l]].next = idx;
+                last[l] = idx;
+            }
+            left[l]--;
+        }
+        if ((type == ZK_TYPE_ARRAY || type == ZK_TYPE_OBJECT) && n) {
+            if (depth == max_depth) return zk__mp_fail(doc, buf, at, ZK_ETOOBIG, "nested too deeply");
+            node->len = (uint32_t)n;
+            stack[depth] = idx;
+            last[depth] = 0;
+            left[depth] = type == ZK_TYPE_OBJECT ? n * 2 : n;
+            depth++;
+            continue;
+        }
+        while (depth && left[depth - 1] == 0) depth--;
+        if (!depth) break;
+    }
+    if (p != end) return zk__mp_fail(doc, buf, p, ZK_EPARSE, "data after the value");
+    return ZK_OK;
 }
 #include <stdarg.h>
 /* >>app implementation: router, requests, schemas, caller, app, rooms ---- */

@@ -1,4 +1,4 @@
-#include "json.c"
+#include "msgpack.c"
 #include <stdarg.h>
 /* >>app implementation: router, requests, schemas, caller, app, rooms ---- */
 

@@ -594,8 +594,84 @@ ZK__PRIVATE int zk__w_begin(zk_writer *w) {
     }
     l = w->depth - 1;
     if (w->want_key[l] == 1) { zk__w_fail(w, ZK_EINVAL); return -1; } /* a key comes first */
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        if (w->want_key[l] == 0) w->mp_n[l]++;
+        return 0;
+    }
     if (w->want_key[l] == 0 && !w->first[l]) zk__w_byte(w, ',');
     return w->err ? -1 : 0;
+}
+
+/* ---- MessagePack output ---- */
+
+ZK__PRIVATE void zk__mp_head(zk_writer *w, unsigned char tag, uint64_t v, int bytes) {
+    unsigned char b[9];
+    int i;
+    b[0] = tag;
+    for (i = 0; i < bytes; i++) b[1 + i] = (unsigned char)(v >> (8 * (bytes - 1 - i)));
+    zk__w_put(w, b, (size_t)bytes + 1);
+}
+
+/* str, bin: the smallest header for len, then the bytes. */
+ZK__PRIVATE void zk__mp_bytes(zk_writer *w, int bin, const void *p, size_t len) {
+    if (!bin && len < 32) zk__w_byte(w, (char)(0xa0 | len));
+    else if (len < 256) zk__mp_head(w, bin ? 0xc4 : 0xd9, len, 1);
+    else if (len < 65536) zk__mp_head(w, bin ? 0xc5 : 0xda, len, 2);
+    else if ((uint64_t)len <= 0xffffffffu) zk__mp_head(w, bin ? 0xc6 : 0xdb, len, 4);
+    else { zk__w_fail(w, ZK_ETOOBIG); return; }
+    zk__w_put(w, p, len);
+}
+
+ZK__PRIVATE void zk__mp_int(zk_writer *w, int64_t v) {
+    if (v >= 0) {
+        uint64_t u = (uint64_t)v;
+        if (u < 128) zk__w_byte(w, (char)u);
+        else if (u < 256) zk__mp_head(w, 0xcc, u, 1);
+        else if (u < 65536) zk__mp_head(w, 0xcd, u, 2);
+        else if (u <= 0xffffffffu) zk__mp_head(w, 0xce, u, 4);
+        else zk__mp_head(w, 0xcf, u, 8);
+    } else if (v >= -32) {
+        zk__w_byte(w, (char)(unsigned char)(0xe0 | (unsigned)(v + 32)));
+    } else if (v >= -128) {
+        zk__mp_head(w, 0xd0, (uint64_t)v & 0xff, 1);
+    } else if (v >= -32768) {
+        zk__mp_head(w, 0xd1, (uint64_t)v & 0xffff, 2);
+    } else if (v >= -2147483647 - 1) {
+        zk__mp_head(w, 0xd2, (uint64_t)v & 0xffffffffu, 4);
+    } else {
+        zk__mp_head(w, 0xd3, (uint64_t)v, 8);
+    }
+}
+
+/* A container's header was written as 5 bytes (32-bit count); now that
+   its count is known, the smallest header takes its place. */
+ZK__PRIVATE void zk__mp_close(zk_writer *w, int object) {
+    uint32_t l = w->depth - 1, n = w->mp_n[l];
+    size_t at = w->mp_at[l], body = w->len - (at + 5), h;
+    unsigned char *b = (unsigned char *)w->buf + at;
+    h = n < 16 ? 1 : n < 65536 ? 3 : 5;
+    if (h < 5) memmove(b + h, b + 5, body);
+    w->len -= 5 - h;
+    if (h == 1) {
+        b[0] = (unsigned char)((object ? 0x80 : 0x90) | n);
+    } else if (h == 3) {
+        b[0] = object ? 0xde : 0xdc;
+        b[1] = (unsigned char)(n >> 8);
+        b[2] = (unsigned char)n;
+    } else {
+        b[0] = object ? 0xdf : 0xdd;
+        b[1] = (unsigned char)(n >> 24);
+        b[2] = (unsigned char)(n >> 16);
+        b[3] = (unsigned char)(n >> 8);
+        b[4] = (unsigned char)n;
+    }
+}
+
+ZK_API int zk_writer_set_codec(zk_writer *w, int codec) {
+    if ((codec != ZK_CODEC_JSON && codec != ZK_CODEC_MSGPACK) || w->len || w->depth || w->root_done || w->err)
+        return ZK_EINVAL;
+    w->codec = (unsigned char)codec;
+    return ZK_OK;
 }
 
 ZK__PRIVATE void zk__w_done(zk_writer *w) {
@@ -646,7 +722,14 @@ ZK__PRIVATE void zk__w_quoted(zk_writer *w, const char *s, size_t len) {
 ZK__PRIVATE void zk__w_open(zk_writer *w, char c, int object) {
     if (zk__w_begin(w) < 0) return;
     if (w->depth == ZK_DOC_MAX_DEPTH) { zk__w_fail(w, ZK_ETOOBIG); return; }
-    zk__w_byte(w, c);
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        if (w->len > 0xffffffffu - 5) { zk__w_fail(w, ZK_ETOOBIG); return; }
+        w->mp_at[w->depth] = (uint32_t)w->len;
+        w->mp_n[w->depth] = 0;
+        zk__mp_head(w, object ? 0xdf : 0xdd, 0, 4); /* fitted on close */
+    } else {
+        zk__w_byte(w, c);
+    }
     if (w->err) return;
     w->want_key[w->depth] = (unsigned char)(object ? 1 : 0);
     w->first[w->depth] = 1;
@@ -662,7 +745,8 @@ ZK_API void zk_write_end(zk_writer *w) {
     if (w->depth == 0) { zk__w_fail(w, ZK_EINVAL); return; }
     l = w->depth - 1;
     if (w->want_key[l] == 2) { zk__w_fail(w, ZK_EINVAL); return; } /* a key without its value */
-    zk__w_byte(w, w->want_key[l] ? '}' : ']');
+    if (w->codec == ZK_CODEC_MSGPACK) zk__mp_close(w, w->want_key[l] != 0);
+    else zk__w_byte(w, w->want_key[l] ? '}' : ']');
     if (w->err) return;
     w->depth--;
     zk__w_done(w);
@@ -676,6 +760,12 @@ ZK_API void zk_write_key_n(zk_writer *w, const char *key, size_t len) {
         return;
     }
     l = w->depth - 1;
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        w->mp_n[l]++;
+        zk__mp_bytes(w, 0, key, len);
+        if (!w->err) w->want_key[l] = 2;
+        return;
+    }
     if (!w->first[l]) zk__w_byte(w, ',');
     zk__w_quoted(w, key, len);
     zk__w_byte(w, ':');
@@ -690,7 +780,8 @@ ZK_API void zk_write_key(zk_writer *w, const char *key) {
 ZK_API void zk_write_str_n(zk_writer *w, const char *s, size_t len) {
     if ((len && !s) || !zk_utf8_valid(s, len)) { zk__w_fail(w, ZK_EINVAL); return; }
     if (zk__w_begin(w) < 0) return;
-    zk__w_quoted(w, s, len);
+    if (w->codec == ZK_CODEC_MSGPACK) zk__mp_bytes(w, 0, s, len);
+    else zk__w_quoted(w, s, len);
     zk__w_done(w);
 }
 
@@ -704,6 +795,11 @@ ZK_API void zk_write_int(zk_writer *w, int64_t v) {
     size_t n = 0;
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     if (zk__w_begin(w) < 0) return;
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        zk__mp_int(w, v);
+        zk__w_done(w);
+        return;
+    }
     do { tmp[sizeof tmp - 1 - n++] = (char)('0' + u % 10); u /= 10; } while (u);
     if (v < 0) tmp[sizeof tmp - 1 - n++] = '-';
     zk__w_put(w, tmp + sizeof tmp - n, n);
@@ -747,6 +843,13 @@ ZK_API void zk_write_double(zk_writer *w, double v) {
     size_t n;
     if (v - v != 0) { zk__w_fail(w, ZK_EINVAL); return; } /* NaN and infinities are not JSON */
     if (zk__w_begin(w) < 0) return;
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        union { double d; uint64_t u; } bits;
+        bits.d = v;
+        zk__mp_head(w, 0xcb, bits.u, 8);
+        zk__w_done(w);
+        return;
+    }
     n = zk__format_double(v, tmp);
     zk__w_put(w, tmp, n);
     zk__w_done(w);
@@ -754,21 +857,29 @@ ZK_API void zk_write_double(zk_writer *w, double v) {
 
 ZK_API void zk_write_bool(zk_writer *w, int v) {
     if (zk__w_begin(w) < 0) return;
-    if (v) zk__w_put(w, "true", 4);
+    if (w->codec == ZK_CODEC_MSGPACK) zk__w_byte(w, (char)(unsigned char)(v ? 0xc3 : 0xc2));
+    else if (v) zk__w_put(w, "true", 4);
     else zk__w_put(w, "false", 5);
     zk__w_done(w);
 }
 
 ZK_API void zk_write_null(zk_writer *w) {
     if (zk__w_begin(w) < 0) return;
-    zk__w_put(w, "null", 4);
+    if (w->codec == ZK_CODEC_MSGPACK) zk__w_byte(w, (char)(unsigned char)0xc0);
+    else zk__w_put(w, "null", 4);
     zk__w_done(w);
 }
 
 /* Binary has no JSON form: it is written as a base64 string. */
 ZK__PRIVATE void zk__write_binary(zk_writer *w, const unsigned char *p, size_t len) {
     size_t n = (len + 2) / 3 * 4;
+    if (len && !p) { zk__w_fail(w, ZK_EINVAL); return; }
     if (zk__w_begin(w) < 0) return;
+    if (w->codec == ZK_CODEC_MSGPACK) {
+        zk__mp_bytes(w, 1, p, len);
+        zk__w_done(w);
+        return;
+    }
     zk__w_byte(w, '"');
     if (zk__w_room(w, n) == 0) {
         zk__b64_encode(p, len, w->buf + w->len);
@@ -776,6 +887,10 @@ ZK__PRIVATE void zk__write_binary(zk_writer *w, const unsigned char *p, size_t l
     }
     zk__w_byte(w, '"');
     zk__w_done(w);
+}
+
+ZK_API void zk_write_binary(zk_writer *w, const void *p, size_t len) {
+    zk__write_binary(w, (const unsigned char *)p, len);
 }
 
 ZK_API void zk_write_value(zk_writer *w, zk_value v) {

@@ -123,6 +123,9 @@ typedef struct zk_writer {
     int root_done;
     unsigned char want_key[ZK_DOC_MAX_DEPTH]; /* per level: 1 object wanting a key, 2 object wanting a value, 0 array */
     unsigned char first[ZK_DOC_MAX_DEPTH];    /* per level: no element written yet */
+    unsigned char codec;                      /* ZK_CODEC_*: what it writes */
+    uint32_t mp_at[ZK_DOC_MAX_DEPTH];         /* MessagePack: where each open container's header is */
+    uint32_t mp_n[ZK_DOC_MAX_DEPTH];          /* and how many elements or members it has so far */
 } zk_writer;
 
 /* buf NULL: the writer allocates (and zk_writer_free releases); otherwise it
@@ -146,6 +149,38 @@ ZK_API void zk_write_null(zk_writer *w);
 /* Copies a parsed value, whatever its codec, with everything inside it
    (binary as a base64 string in JSON). A ZK_TYPE_NONE value: ZK_EINVAL. */
 ZK_API void zk_write_value(zk_writer *w, zk_value v);
+
+/* Raw bytes: MessagePack bin; in JSON, a base64 string (RFC 4648, padded). */
+ZK_API void zk_write_binary(zk_writer *w, const void *p, size_t len);
+
+/* ---- MessagePack ----
+   The same documents and writers speak MessagePack: a handler reads
+   zk_value handles and writes with zk_write_* whatever the codec. */
+
+enum {
+    ZK_CODEC_JSON = 0,           /* a writer's default */
+    ZK_CODEC_MSGPACK = 1
+};
+
+/* What a writer writes from its next value on: ZK_CODEC_JSON or
+   ZK_CODEC_MSGPACK (the smallest form of each integer, string, binary and
+   container header; doubles as float64; containers are counted as they are
+   written and their headers fitted when they close). Call it after init or
+   reset, before writing: ZK_EINVAL otherwise, or for another codec. It
+   stays through resets. */
+ZK_API int zk_writer_set_codec(zk_writer *w, int codec);
+
+/* Parses one MessagePack value from buf[0..len) into doc, as zk_json_parse
+   does JSON: the same node types, limits and errors. nil, bool, every
+   integer width (an unsigned one above INT64_MAX becomes a double, as a JSON
+   integer that large does), float32 and float64, str (valid UTF-8, else
+   refused), bin (ZK_TYPE_BINARY), array and map (keys must be strings).
+   Refused with ZK_EPARSE: ext types (no handler could read them), NaN and
+   infinities (JSON cannot carry them), the never-used byte 0xc1, a length
+   or count larger than the bytes left (checked before anything is
+   allocated), data after the value. The buffer is not modified: strings are
+   views into it. Returns ZK_OK, ZK_EPARSE, ZK_ETOOBIG, ZK_ENOMEM. */
+ZK_API int zk_msgpack_parse(zk_doc *doc, const char *buf, size_t len);
 
 /* The finished value: {buf, len} when exactly one complete value was
    written and no error happened, else {NULL, 0}. */

@@ -39,6 +39,7 @@ PARTS = [
     "src/loop.c",
     "src/net.c",
     "src/json.c",
+    "src/msgpack.c",
     "src/app.c",
     "src/client.c",
     "src/broker.c",
