@@ -1248,8 +1248,22 @@ typedef struct zk_app_opts {
     size_t max_rooms_per_conn;    /* 0: 64. More joins: ZK_ENOSPACE */
     size_t max_kept_per_conn;     /* 0: 1024 kept requests at once per connection;
                                      more calls answer TOO_MANY_REQUESTS */
+    int codecs;                   /* ZK_APP_JSON | ZK_APP_MSGPACK; 0: both. A client
+                                     offering subprotocol "zocket.msgpack" speaks
+                                     MessagePack (binary frames), "zocket.json" or
+                                     none JSON (text frames). With server.protocols
+                                     NULL the app offers the ones it accepts; a client
+                                     left with a codec the app refuses gets 400 */
     void *data;                   /* yours: zk_app_data() */
 } zk_app_opts;
+
+/* The codecs of zk_app_opts.codecs, and the subprotocols that choose them.
+   A MessagePack client sends and gets the same envelope as a map (type,
+   payload, rpcId, error) in binary frames; handlers see zk_value payloads
+   and write results with zk_write_* either way. */
+enum { ZK_APP_JSON = 1, ZK_APP_MSGPACK = 2 };
+#define ZK_PROTOCOL_JSON "zocket.json"
+#define ZK_PROTOCOL_MSGPACK "zocket.msgpack"
 
 /* A new app on loop with its own zk_server (listen with
    zk_server_listen(zk_app_server(app)), or connect over loopback). NULL with
@@ -1269,6 +1283,8 @@ ZK_API zk_app *zk_conn_app(const zk_conn *conn);
    an app. */
 ZK_API const char *zk_conn_id(const zk_conn *conn);
 ZK_API void *zk_conn_context(const zk_conn *conn);
+/* The codec a connection of an app speaks: ZK_CODEC_JSON or ZK_CODEC_MSGPACK. */
+ZK_API int zk_conn_codec(const zk_conn *conn);
 ZK_API void zk_conn_set_context(zk_conn *conn, void *context);
 /* The open connection with that id, or NULL. */
 ZK_API zk_conn *zk_app_find(const zk_app *app, const char *id);
@@ -7186,6 +7202,7 @@ struct zk__member {
     uint32_t room_count, room_cap;
     uint64_t mark;               /* the last send that reached it */
     uint64_t since;              /* loop time it connected */
+    unsigned char codec;         /* ZK_CODEC_* */
     unsigned char authed;
     zk_timer auth_timer;
     zk_request *kept;            /* kept requests not answered yet */
@@ -7211,6 +7228,13 @@ struct zk_app {
     int message_started;
     zk_frame *frame;             /* the last message, reused when no queue holds it */
     size_t frame_cap;
+    zk_frame *frame_mp;          /* the same message in MessagePack, made when needed */
+    size_t frame_mp_cap;
+    int frame_mp_state;          /* 0 not made for this message, 1 made, -1 cannot be */
+    zk_str frame_type, frame_payload; /* what the frames say (views valid during a send) */
+    zk_doc mp_doc;               /* the payload, read again to write it in MessagePack */
+    zk_writer mp_copy, mp_out;
+    const char *protocols[2];    /* offered when server.protocols is NULL */
     uint64_t mark;
     zk_app_stats stats;
     zk_request *orphans;         /* kept requests whose connection is gone */
@@ -7315,7 +7339,7 @@ ZK_API int zk_request_ok(zk_request *r) {
             return zk__fail(r, ZK_CODE_INTERNAL,
                             r->writer.err ? "the result could not be written" : "the result is incomplete", none);
         }
-        result = zk_str_c("null");
+        result = r->writer.codec == ZK_CODEC_MSGPACK ? zk_str_c("\xc0") : zk_str_c("null");
     }
     a.ok = 1;
     a.code.ptr = a.message.ptr = NULL;
@@ -7349,6 +7373,7 @@ ZK_API zk_request *zk_request_keep(zk_request *r) {
     k->prev = k->next = NULL;
     /* the writer: its own buffer, with whatever was written so far */
     zk_writer_init(&k->writer, NULL, 0);
+    k->writer.codec = r->writer.codec;
     if (r->writer.len) {
         memcpy(&k->writer, &r->writer, sizeof k->writer);
         k->writer.buf = (char *)ZK_MALLOC(r->writer.len);
@@ -7516,8 +7541,8 @@ ZK__PRIVATE void zk__kept_unlink(zk_request *r) {
 ZK__PRIVATE void zk__app_close_slow(zk__member *m);
 
 /* Sends text to one member's connection, counting it. */
-ZK__PRIVATE int zk__app_send_text(zk_app *app, zk_conn *c, zk_str s) {
-    int rc = zk_conn_send(c, s.ptr, s.len, 0);
+ZK__PRIVATE int zk__app_send_text(zk_app *app, zk_conn *c, zk_str s, int binary) {
+    int rc = zk_conn_send(c, s.ptr, s.len, binary);
     if (rc >= 0) {
         app->stats.messages_out++;
         app->stats.bytes_out += s.len;
@@ -7529,13 +7554,14 @@ ZK__PRIVATE int zk__app_send_text(zk_app *app, zk_conn *c, zk_str s) {
 
 ZK__PRIVATE void zk__write_rpc_id(zk_writer *w, const zk_request *r) {
     zk_write_key(w, "rpcId");
-    if (r->rpc_kind == ZK__RPC_INT) zk__write_raw(w, r->rpc_id, r->rpc_len);
+    if (r->rpc_kind == ZK__RPC_INT) zk_write_int(w, (int64_t)strtoll(r->rpc_id, NULL, 10));
     else zk_write_str_n(w, r->rpc_id, r->rpc_len);
 }
 
 /* The envelope of an answer, or {NULL, 0} if it cannot be written. */
 ZK__PRIVATE zk_str zk__encode_answer(zk_writer *w, const zk_request *r, const zk_answer *a) {
     zk_writer_reset(w);
+    w->codec = (unsigned char)(r->member ? (int)r->member->codec : (int)ZK_CODEC_JSON);
     zk_write_object(w);
     zk_write_key(w, "type");
     if (a->ok) {
@@ -7585,7 +7611,7 @@ ZK__PRIVATE void zk__send_answer(zk_request *r, const zk_answer *a) {
             out = zk__encode_answer(&app->envelope, r, a);
         }
         if (!a->ok) app->stats.errors++;
-        if (out.ptr) zk__app_send_text(app, c, out);
+        if (out.ptr) zk__app_send_text(app, c, out, app->envelope.codec == ZK_CODEC_MSGPACK);
     }
     if (r->is_auth && r->member) {
         if (a->ok) {
@@ -7714,17 +7740,26 @@ ZK__PRIVATE int zk__app_upgrade(zk_conn *c, const zk_http_request *req, const zk
     zk_app *app = (zk_app *)zk_server_data(zk_conn_server(c));
     zk__member *m;
     void *context = NULL;
-    int status = 0;
-    (void)up;
+    int status = 0, codec = up->protocol && zk_str_eq_nocase(zk_str_c(up->protocol), ZK_PROTOCOL_MSGPACK)
+                                ? ZK_CODEC_MSGPACK : ZK_CODEC_JSON;
     if (app->path && (req->path.len != strlen(app->path) || memcmp(req->path.ptr, app->path, req->path.len))) {
         app->stats.refused++;
         return 404;
+    }
+    if (!(app->opts.codecs & (codec == ZK_CODEC_MSGPACK ? ZK_APP_MSGPACK : ZK_APP_JSON))) {
+        static const char json_only[] = "this endpoint speaks JSON: offer the subprotocol zocket.json or none\n";
+        static const char mp_only[] = "this endpoint speaks MessagePack: offer the subprotocol zocket.msgpack\n";
+        app->stats.refused++;
+        if (codec == ZK_CODEC_MSGPACK) zk_conn_respond(c, 400, NULL, 0, json_only, sizeof json_only - 1);
+        else zk_conn_respond(c, 400, NULL, 0, mp_only, sizeof mp_only - 1);
+        return 400;
     }
     m = zk__member_new(app, c);
     if (!m) {
         app->stats.refused++;
         return 503;
     }
+    m->codec = (unsigned char)codec;
     if (app->opts.on_connect) status = app->opts.on_connect(c, req, &context);
     if (!status && c->state != ZK__C_HANDSHAKE) status = 400; /* it answered (or dropped) the request itself */
     if (status) {
@@ -7766,6 +7801,7 @@ ZK__PRIVATE void zk__app_pong(zk_app *app, zk_conn *c, zk_value payload) {
     zk_writer *w = &app->envelope;
     zk_str out;
     zk_writer_reset(w);
+    w->codec = ((zk__member *)c->app)->codec;
     zk_write_object(w);
     zk_write_key(w, "type");
     zk_write_str(w, "__pong");
@@ -7775,7 +7811,7 @@ ZK__PRIVATE void zk__app_pong(zk_app *app, zk_conn *c, zk_value payload) {
     }
     zk_write_end(w);
     out = zk_writer_result(w);
-    if (out.ptr) zk__app_send_text(app, c, out);
+    if (out.ptr) zk__app_send_text(app, c, out, w->codec == ZK_CODEC_MSGPACK);
 }
 
 /* Answers an envelope that never reached a route. */
@@ -7800,19 +7836,24 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     r.app = app;
     r.conn = c;
     r.member = m;
-    if (binary) {
-        zk__app_reject(&r, ZK_CODE_BAD_REQUEST, "binary messages need the zocket.msgpack protocol");
+    if (binary != (m->codec == ZK_CODEC_MSGPACK)) {
+        zk__app_reject(&r, ZK_CODE_BAD_REQUEST, binary ? "binary messages need the zocket.msgpack protocol"
+                                                       : "text messages need the zocket.json protocol (or none)");
         return;
     }
-    /* the message is ours to change: it sits in the connection's buffer */
-    rc = zk_json_parse(&app->doc, (char *)(uintptr_t)data.ptr, data.len);
+    if (binary) {
+        rc = zk_msgpack_parse(&app->doc, data.ptr, data.len);
+    } else { /* the message is ours to change: it sits in the connection's buffer */
+        rc = zk_json_parse(&app->doc, (char *)(uintptr_t)data.ptr, data.len);
+    }
     if (rc == ZK_ETOOBIG) {
         zk__app_reject(&r, ZK_CODE_PAYLOAD_TOO_LARGE, "the message is nested too deeply or has too many values");
         return;
     }
     if (rc != ZK_OK) {
         if (rc == ZK_EPARSE)
-            snprintf(why, sizeof why, "malformed JSON: %s at byte %lu", app->doc.error, (unsigned long)app->doc.error_at);
+            snprintf(why, sizeof why, "malformed %s: %s at byte %lu", binary ? "MessagePack" : "JSON",
+                     app->doc.error, (unsigned long)app->doc.error_at);
         else
             snprintf(why, sizeof why, "the message could not be read");
         zk__app_reject(&r, rc == ZK_EPARSE ? ZK_CODE_BAD_REQUEST : ZK_CODE_INTERNAL, why);
@@ -7820,7 +7861,7 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     }
     root = zk_doc_root(&app->doc);
     if (zk_value_type(root) != ZK_TYPE_OBJECT) {
-        zk__app_reject(&r, ZK_CODE_BAD_REQUEST, "a message is a JSON object");
+        zk__app_reject(&r, ZK_CODE_BAD_REQUEST, binary ? "a message is a MessagePack map" : "a message is a JSON object");
         return;
     }
     v = zk_value_get(root, "rpcId");
@@ -7877,6 +7918,7 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     }
     r.writer = app->results; /* lent for the request, given back after */
     zk_writer_reset(&r.writer);
+    r.writer.codec = m->codec; /* the result is written in the client's codec */
     m->active = &r;
     zk__run(&r);
     if (r.member) r.member->active = NULL;
@@ -7896,6 +7938,7 @@ ZK_API zk_app *zk_app_new(zk_loop *loop, const zk_app_opts *opts, int *err) {
         return NULL;
     if (opts->require_auth && !zk__map_get(&opts->router->map, "__auth", 6)) return NULL;
     if (opts->path && opts->path[0] != '/') return NULL;
+    if (opts->codecs & ~(ZK_APP_JSON | ZK_APP_MSGPACK)) return NULL;
     *err = ZK_ENOMEM;
     app = (zk_app *)ZK_MALLOC(sizeof *app);
     if (!app) return NULL;
@@ -7903,6 +7946,12 @@ ZK_API zk_app *zk_app_new(zk_loop *loop, const zk_app_opts *opts, int *err) {
     app->loop = loop;
     app->router = opts->router;
     app->opts = *opts;
+    if (!app->opts.codecs) app->opts.codecs = ZK_APP_JSON | ZK_APP_MSGPACK;
+    if (!so.protocols) { /* a client offering both gets MessagePack */
+        if (app->opts.codecs & ZK_APP_MSGPACK) app->protocols[so.protocol_count++] = ZK_PROTOCOL_MSGPACK;
+        if (app->opts.codecs & ZK_APP_JSON) app->protocols[so.protocol_count++] = ZK_PROTOCOL_JSON;
+        so.protocols = app->protocols;
+    }
     if (!app->opts.max_rooms_per_conn) app->opts.max_rooms_per_conn = 64;
     if (!app->opts.max_kept_per_conn) app->opts.max_kept_per_conn = 1024;
     if (opts->path) {
@@ -7919,6 +7968,9 @@ ZK_API zk_app *zk_app_new(zk_loop *loop, const zk_app_opts *opts, int *err) {
     zk_writer_init(&app->envelope, NULL, 0);
     zk_writer_init(&app->payload, NULL, 0);
     zk_writer_init(&app->message, NULL, 0);
+    zk_writer_init(&app->mp_copy, NULL, 0);
+    zk_writer_init(&app->mp_out, NULL, 0);
+    zk_writer_set_codec(&app->mp_out, ZK_CODEC_MSGPACK);
     so.cb.on_open = zk__app_open;
     so.cb.on_message = zk__app_message;
     so.cb.on_close = zk__app_close;
@@ -7954,7 +8006,11 @@ ZK_API void zk_app_free(zk_app *app) {
     zk_writer_free(&app->envelope);
     zk_writer_free(&app->payload);
     zk_writer_free(&app->message);
+    zk_writer_free(&app->mp_copy);
+    zk_writer_free(&app->mp_out);
+    zk_doc_free(&app->mp_doc);
     zk_frame_free(app->frame);
+    zk_frame_free(app->frame_mp);
     ZK_FREE(app->path);
     ZK_FREE(app);
 }
@@ -7965,6 +8021,7 @@ ZK_API void *zk_app_data(const zk_app *app) { return app->opts.data; }
 ZK_API zk_app *zk_conn_app(const zk_conn *c) { return c && c->app ? ((zk__member *)c->app)->app : NULL; }
 ZK_API const char *zk_conn_id(const zk_conn *c) { return c && c->app ? ((zk__member *)c->app)->id : ""; }
 ZK_API void *zk_conn_context(const zk_conn *c) { return c && c->app ? ((zk__member *)c->app)->context : NULL; }
+ZK_API int zk_conn_codec(const zk_conn *c) { return c && c->app ? (int)((zk__member *)c->app)->codec : (int)ZK_CODEC_JSON; }
 ZK_API void zk_conn_set_context(zk_conn *c, void *context) {
     if (c && c->app) ((zk__member *)c->app)->context = context;
 }
@@ -8152,12 +8209,67 @@ ZK_API zk_writer *zk_app_message(zk_app *app, const char *type) {
 
 /* Encodes a message (payload: JSON text, or none when empty) as one server
    frame in app->frame. */
+/* A frame of len bytes in *fp (capacity *capp), reused when no queue holds it. */
+ZK__PRIVATE zk_frame *zk__app_frame_buf(zk_frame **fp, size_t *capp, zk_str msg, int binary) {
+    unsigned char header[14];
+    size_t hlen = zk_ws_frame_header(header, binary ? ZK_WS_BINARY : ZK_WS_TEXT, 1, msg.len, NULL);
+    size_t need = sizeof(zk_frame) + hlen + msg.len;
+    zk_frame *f;
+    if (*fp && (*fp)->refs > 1) { /* queues still send it: theirs now */
+        zk_frame_free(*fp);
+        *fp = NULL;
+        *capp = 0;
+    }
+    if (need > *capp) {
+        f = (zk_frame *)ZK_REALLOC(*fp, need);
+        if (!f) return NULL;
+        *fp = f;
+        *capp = need;
+    }
+    f = *fp;
+    f->refs = 1;
+    f->size = hlen + msg.len;
+    f->header = hlen;
+    f->binary = binary;
+    memcpy(ZK__FRAME_BYTES(f), header, hlen);
+    memcpy(ZK__FRAME_BYTES(f) + hlen, msg.ptr, msg.len);
+    return f;
+}
+
+/* The MessagePack frame of the message app->frame holds, made once per
+   message for however many MessagePack recipients: the payload (JSON, the
+   canonical form) is read again and written as MessagePack. */
+ZK__PRIVATE const zk_frame *zk__app_frame_mp(zk_app *app) {
+    zk_writer *w = &app->mp_out;
+    zk_str msg;
+    if (app->frame_mp_state) return app->frame_mp_state > 0 ? app->frame_mp : NULL;
+    app->frame_mp_state = -1;
+    zk_writer_reset(w);
+    zk_write_object(w);
+    zk_write_key(w, "type");
+    zk_write_str_n(w, app->frame_type.ptr, app->frame_type.len);
+    if (app->frame_payload.ptr) {
+        zk_writer_reset(&app->mp_copy);
+        zk__w_put(&app->mp_copy, app->frame_payload.ptr, app->frame_payload.len);
+        if (app->mp_copy.err ||
+            zk_json_parse(&app->mp_doc, app->mp_copy.buf, app->mp_copy.len) != ZK_OK)
+            return NULL;
+        zk_write_key(w, "payload");
+        zk_write_value(w, zk_doc_root(&app->mp_doc));
+    }
+    zk_write_end(w);
+    msg = zk_writer_result(w);
+    if (!msg.ptr || !zk__app_frame_buf(&app->frame_mp, &app->frame_mp_cap, msg, 1)) return NULL;
+    app->frame_mp_state = 1;
+    return app->frame_mp;
+}
+
 ZK__PRIVATE int zk__app_frame_of(zk_app *app, zk_str type, zk_str payload) {
     zk_writer *w = &app->message;
     zk_str msg;
-    unsigned char header[14];
-    size_t hlen, need;
-    zk_frame *f;
+    app->frame_type = type;
+    app->frame_payload = payload;
+    app->frame_mp_state = 0;
     zk_writer_reset(w);
     zk_write_object(w);
     zk_write_key(w, "type");
@@ -8169,27 +8281,7 @@ ZK__PRIVATE int zk__app_frame_of(zk_app *app, zk_str type, zk_str payload) {
     zk_write_end(w);
     msg = zk_writer_result(w);
     if (!msg.ptr) return w->err == ZK_ENOMEM ? ZK_ENOMEM : ZK_EINVAL;
-    hlen = zk_ws_frame_header(header, ZK_WS_TEXT, 1, msg.len, NULL);
-    need = sizeof(zk_frame) + hlen + msg.len;
-    if (app->frame && app->frame->refs > 1) { /* queues still send it: theirs now */
-        zk_frame_free(app->frame);
-        app->frame = NULL;
-        app->frame_cap = 0;
-    }
-    if (need > app->frame_cap) {
-        f = (zk_frame *)ZK_REALLOC(app->frame, need);
-        if (!f) return ZK_ENOMEM;
-        app->frame = f;
-        app->frame_cap = need;
-    }
-    f = app->frame;
-    f->refs = 1;
-    f->size = hlen + msg.len;
-    f->header = hlen;
-    f->binary = 0;
-    memcpy(ZK__FRAME_BYTES(f), header, hlen);
-    memcpy(ZK__FRAME_BYTES(f) + hlen, msg.ptr, msg.len);
-    return 0;
+    return zk__app_frame_buf(&app->frame, &app->frame_cap, msg, 0) ? 0 : ZK_ENOMEM;
 }
 
 /* The started message. */
@@ -8213,6 +8305,10 @@ ZK__PRIVATE int zk__deliver_to(zk_app *app, zk__member *m, const zk_target *to, 
     if (m->mark == app->mark || c == to->except) return 0;
     m->mark = app->mark;
     if (c->state != ZK__C_OPEN || !m->authed) return 0;
+    if (m->codec == ZK_CODEC_MSGPACK && !(f = zk__app_frame_mp(app))) {
+        app->stats.dropped++; /* cannot happen for a payload the app wrote */
+        return 0;
+    }
     if (to->delivery != ZK_DELIVER_QUEUE && c->wq_bytes >= c->high_water) { /* backpressure now */
         app->stats.dropped++;
         if (to->delivery == ZK_DELIVER_CLOSE_SLOW) zk__app_close_slow(m);

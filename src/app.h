@@ -248,8 +248,22 @@ typedef struct zk_app_opts {
     size_t max_rooms_per_conn;    /* 0: 64. More joins: ZK_ENOSPACE */
     size_t max_kept_per_conn;     /* 0: 1024 kept requests at once per connection;
                                      more calls answer TOO_MANY_REQUESTS */
+    int codecs;                   /* ZK_APP_JSON | ZK_APP_MSGPACK; 0: both. A client
+                                     offering subprotocol "zocket.msgpack" speaks
+                                     MessagePack (binary frames), "zocket.json" or
+                                     none JSON (text frames). With server.protocols
+                                     NULL the app offers the ones it accepts; a client
+                                     left with a codec the app refuses gets 400 */
     void *data;                   /* yours: zk_app_data() */
 } zk_app_opts;
+
+/* The codecs of zk_app_opts.codecs, and the subprotocols that choose them.
+   A MessagePack client sends and gets the same envelope as a map (type,
+   payload, rpcId, error) in binary frames; handlers see zk_value payloads
+   and write results with zk_write_* either way. */
+enum { ZK_APP_JSON = 1, ZK_APP_MSGPACK = 2 };
+#define ZK_PROTOCOL_JSON "zocket.json"
+#define ZK_PROTOCOL_MSGPACK "zocket.msgpack"
 
 /* A new app on loop with its own zk_server (listen with
    zk_server_listen(zk_app_server(app)), or connect over loopback). NULL with
@@ -269,6 +283,8 @@ ZK_API zk_app *zk_conn_app(const zk_conn *conn);
    an app. */
 ZK_API const char *zk_conn_id(const zk_conn *conn);
 ZK_API void *zk_conn_context(const zk_conn *conn);
+/* The codec a connection of an app speaks: ZK_CODEC_JSON or ZK_CODEC_MSGPACK. */
+ZK_API int zk_conn_codec(const zk_conn *conn);
 ZK_API void zk_conn_set_context(zk_conn *conn, void *context);
 /* The open connection with that id, or NULL. */
 ZK_API zk_conn *zk_app_find(const zk_app *app, const char *id);

@@ -96,8 +96,10 @@ typedef struct client {
     char close_reason[128];
     char **msgs;   /* every message, NUL-terminated copies */
     int n, cap;
-    int binary;    /* binary messages seen */
+    int binary;    /* binary messages seen (stored as "MP:" and their JSON form) */
     unsigned long long bytes;
+    unsigned char last_raw[512]; /* the last message's bytes */
+    size_t last_raw_len;
 } client;
 
 static void cl_open(zk_conn *c, const zk_http_request *req) {
@@ -114,10 +116,26 @@ static void cl_message(zk_conn *c, zk_str data, int binary) {
         cl->msgs = (char **)realloc(cl->msgs, (size_t)cl->cap * sizeof *cl->msgs);
         if (!cl->msgs) abort();
     }
-    m = (char *)malloc(data.len + 1);
-    if (!m) abort();
-    memcpy(m, data.ptr, data.len);
-    m[data.len] = '\0';
+    cl->last_raw_len = data.len < sizeof cl->last_raw ? data.len : sizeof cl->last_raw;
+    memcpy(cl->last_raw, data.ptr, cl->last_raw_len);
+    if (binary) { /* MessagePack: kept as "MP:" and its JSON form, to compare as text */
+        zk_doc d = {0};
+        zk_writer jw;
+        zk_str js;
+        zk_writer_init(&jw, NULL, 0);
+        if (zk_msgpack_parse(&d, data.ptr, data.len) == ZK_OK) zk_write_value(&jw, zk_doc_root(&d));
+        js = zk_writer_result(&jw);
+        m = (char *)malloc(js.len + 16);
+        if (!m) abort();
+        snprintf(m, js.len + 16, "MP:%.*s", (int)js.len, js.ptr ? js.ptr : "");
+        zk_writer_free(&jw);
+        zk_doc_free(&d);
+    } else {
+        m = (char *)malloc(data.len + 1);
+        if (!m) abort();
+        memcpy(m, data.ptr, data.len);
+        m[data.len] = '\0';
+    }
     cl->msgs[cl->n++] = m;
     cl->bytes += data.len;
     cl->binary += binary;
@@ -430,6 +448,48 @@ static client *connect_with(world *w, const char *url, const zk_http_header *hea
 }
 
 static client *connect_url(world *w, const char *url) { return connect_with(w, url, NULL, 0, NULL); }
+
+/* A client offering subprotocols. */
+static client *connect_proto(world *w, const char *const *protocols, size_t n) {
+    zk_conn_opts o;
+    client *cl;
+    int err = 1;
+    if (w->ncli >= MAX_CLIENTS) abort();
+    cl = &w->cli[w->ncli++];
+    memset(&o, 0, sizeof o);
+    o.url = "ws://loopback/";
+    o.protocols = protocols;
+    o.protocol_count = n;
+    o.cb.on_open = cl_open;
+    o.cb.on_message = cl_message;
+    o.cb.on_close = cl_close;
+    o.data = cl;
+    cl->conn = zk_loopback_connect(zk_app_server(w->app), &o, NULL, &err);
+    CHECK(cl->conn != NULL);
+    pump(w->loop);
+    return cl;
+}
+
+static const char *const mp_protocol[] = {ZK_PROTOCOL_MSGPACK};
+
+/* Sends json as MessagePack (a binary frame) and runs the loop. */
+static void send_mp(world *w, client *cl, const char *json) {
+    zk_doc d = {0};
+    zk_writer mw;
+    char buf[1024];
+    zk_str out;
+    snprintf(buf, sizeof buf, "%s", json);
+    zk_writer_init(&mw, NULL, 0);
+    zk_writer_set_codec(&mw, ZK_CODEC_MSGPACK);
+    CHECK_EQ_INT(zk_json_parse(&d, buf, strlen(buf)), ZK_OK);
+    zk_write_value(&mw, zk_doc_root(&d));
+    out = zk_writer_result(&mw);
+    CHECK(out.ptr != NULL && cl->conn != NULL);
+    if (out.ptr && cl->conn) CHECK(zk_conn_send(cl->conn, out.ptr, out.len, 1) >= 0);
+    zk_writer_free(&mw);
+    zk_doc_free(&d);
+    pump(w->loop);
+}
 static client *connect_one(world *w) { return connect_url(w, "ws://loopback/"); }
 
 /* Sends a JSON text and runs the loop until everything settled. */
@@ -2299,6 +2359,128 @@ TEST(each_allocation_can_fail_in_the_app) {
     if (getenv("TEST_VERBOSE")) printf("  %ld allocations failed in turn\n", failures);
 }
 
+/* ---- MessagePack (zocket.msgpack) ---- */
+
+TEST(msgpack_clients_call_and_get_answers_in_msgpack) {
+    world *w = world_new();
+    client *c;
+    world_start(w);
+    c = connect_proto(w, mp_protocol, 1);
+    CHECK_STR(zk_conn_protocol(c->conn), ZK_PROTOCOL_MSGPACK);
+    CHECK_EQ_INT(w->nsrv, 1);
+    CHECK_EQ_INT(zk_conn_codec(w->srv[0]), ZK_CODEC_MSGPACK);
+    send_mp(w, c, "{\"type\":\"echo\",\"payload\":{\"a\":[1,\"x\",-3.5,null,true]},\"rpcId\":7}");
+    CHECK(strcmp(last_msg(c), "MP:{\"type\":\"__rpc_res\",\"payload\":{\"a\":[1,\"x\",-3.5,null,true]},\"rpcId\":7}") == 0);
+    CHECK_EQ_INT(c->binary, 1);
+    /* the envelope's bytes: a fixmap of 3, "type" first */
+    CHECK(c->last_raw_len > 6 && c->last_raw[0] == 0x83 && c->last_raw[1] == 0xa4 && memcmp(c->last_raw + 2, "type", 4) == 0);
+    send_mp(w, c, "{\"type\":\"echo\",\"rpcId\":\"r1\"}");
+    CHECK(strcmp(last_msg(c), "MP:{\"type\":\"__rpc_res\",\"payload\":null,\"rpcId\":\"r1\"}") == 0);
+    CHECK(c->last_raw_len > 0 && memchr(c->last_raw, 0xc0, c->last_raw_len) != NULL); /* nil, not "null" */
+    send_mp(w, c, "{\"type\":\"forbid\",\"rpcId\":2}");
+    CHECK(strstr(last_msg(c), "MP:{\"type\":\"__rpc_err\",\"rpcId\":2,\"error\":{\"code\":\"FORBIDDEN\"") == last_msg(c));
+    send_mp(w, c, "{\"type\":\"nope\",\"rpcId\":3}");
+    CHECK(strstr(last_msg(c), "\"code\":\"NOT_FOUND\"") != NULL);
+    send_mp(w, c, "{\"type\":\"__ping\",\"payload\":5}");
+    CHECK(strcmp(last_msg(c), "MP:{\"type\":\"__pong\",\"payload\":5}") == 0);
+    /* a text frame, and bytes that are not MessagePack: BAD_REQUEST, in MessagePack */
+    CHECK(zk_conn_send(c->conn, "{\"type\":\"echo\"}", 15, 0) >= 0);
+    pump(w->loop);
+    CHECK(strstr(last_msg(c), "MP:{\"type\":\"__error\"") == last_msg(c) && strstr(last_msg(c), "zocket.json"));
+    CHECK(zk_conn_send(c->conn, "\xc1", 1, 1) >= 0);
+    pump(w->loop);
+    CHECK(strstr(last_msg(c), "malformed MessagePack") != NULL);
+    CHECK(zk_conn_send(c->conn, "\x92\x01\x02", 3, 1) >= 0);
+    pump(w->loop);
+    CHECK(strstr(last_msg(c), "a MessagePack map") != NULL);
+    CHECK(c->conn != NULL); /* still open */
+    world_free(w);
+}
+
+TEST(msgpack_binary_payloads_stay_binary) {
+    world *w = world_new();
+    client *c;
+    static const unsigned char call[] = {0x83, 0xa4, 't', 'y', 'p', 'e', 0xa4, 'e', 'c', 'h', 'o',
+                                         0xa7, 'p', 'a', 'y', 'l', 'o', 'a', 'd', 0xc4, 0x03, 0x00, 0xff, 0x01,
+                                         0xa5, 'r', 'p', 'c', 'I', 'd', 0x01};
+    world_start(w);
+    c = connect_proto(w, mp_protocol, 1);
+    CHECK(zk_conn_send(c->conn, call, sizeof call, 1) >= 0);
+    pump(w->loop);
+    /* payload: bin 8 of 00 ff 01, as it came */
+    CHECK(c->last_raw_len > 0);
+    {
+        static const unsigned char want[] = {0xc4, 0x03, 0x00, 0xff, 0x01};
+        size_t i, found = 0;
+        for (i = 0; i + sizeof want <= c->last_raw_len; i++)
+            if (memcmp(c->last_raw + i, want, sizeof want) == 0) found = 1;
+        CHECK(found);
+    }
+    world_free(w);
+}
+
+TEST(msgpack_and_json_clients_share_rooms) {
+    world *w = world_new();
+    client *j, *m, *m2;
+    const char *room = "lobby";
+    zk_target to;
+    zk_writer *pw;
+    static const char *const both[] = {ZK_PROTOCOL_JSON, ZK_PROTOCOL_MSGPACK};
+    world_start(w);
+    j = connect_one(w);
+    m = connect_proto(w, mp_protocol, 1);
+    m2 = connect_proto(w, both, 2); /* offering both: MessagePack, the server's preference */
+    CHECK_STR(zk_conn_protocol(m2->conn), ZK_PROTOCOL_MSGPACK);
+    CHECK_EQ_INT(zk_room_join(w->srv[0], room), 0);
+    CHECK_EQ_INT(zk_room_join(w->srv[1], room), 0);
+    CHECK_EQ_INT(zk_room_join(w->srv[2], room), 0);
+    pw = zk_app_message(w->app, "news");
+    zk_write_object(pw);
+    zk_write_key(pw, "n");
+    zk_write_int(pw, 300);
+    zk_write_key(pw, "s");
+    zk_write_str(pw, "h\u00e9");
+    zk_write_end(pw);
+    memset(&to, 0, sizeof to);
+    to.rooms = &room;
+    to.room_count = 1;
+    CHECK_EQ_INT(zk_app_send(w->app, &to), 3);
+    pump(w->loop);
+    CHECK(strcmp(last_msg(j), "{\"type\":\"news\",\"payload\":{\"n\":300,\"s\":\"h\u00e9\"}}") == 0);
+    CHECK(strcmp(last_msg(m), "MP:{\"type\":\"news\",\"payload\":{\"n\":300,\"s\":\"h\u00e9\"}}") == 0);
+    CHECK(strcmp(last_msg(m2), last_msg(m)) == 0);
+    CHECK_EQ_INT(j->binary, 0);
+    CHECK_EQ_INT(m->binary, 1);
+    /* a handler's room send reaches both codecs too */
+    send_mp(w, m, "{\"type\":\"say\",\"payload\":\"hi\"}");
+    CHECK(strstr(last_msg(j), "\"type\":\"chat.message\"") != NULL);
+    CHECK(strstr(last_msg(m2), "MP:{\"type\":\"chat.message\"") == last_msg(m2));
+    world_free(w);
+}
+
+TEST(msgpack_only_and_json_only_apps) {
+    world *w = world_new();
+    client *c;
+    w->opts.codecs = ZK_APP_MSGPACK;
+    world_start(w);
+    c = connect_one(w); /* no subprotocol: JSON, which this app does not speak */
+    CHECK(c->conn == NULL);
+    CHECK_EQ_INT(c->opens, 0);
+    c = connect_proto(w, mp_protocol, 1);
+    CHECK(c->conn != NULL && c->opens == 1);
+    world_free(w);
+    w = world_new();
+    w->opts.codecs = ZK_APP_JSON;
+    world_start(w);
+    c = connect_proto(w, mp_protocol, 1); /* not offered back: the client is left with none */
+    CHECK(c->conn == NULL || zk_conn_protocol(c->conn).len == 0);
+    world_free(w);
+    w = world_new();
+    w->opts.codecs = 4;
+    CHECK(zk_app_new(w->loop, &w->opts, NULL) == NULL);
+    world_free(w);
+}
+
 int main(void) {
     (void)guard_alloc;
     (void)guard_free;
@@ -2344,6 +2526,10 @@ int main(void) {
     RUN(send_to_conns_ids_rooms_and_all);
     RUN(send_from_a_handler_to_a_room_except_the_sender);
     RUN(send_refuses_bad_messages);
+    RUN(msgpack_clients_call_and_get_answers_in_msgpack);
+    RUN(msgpack_binary_payloads_stay_binary);
+    RUN(msgpack_and_json_clients_share_rooms);
+    RUN(msgpack_only_and_json_only_apps);
     RUN(many_sends_in_one_pass_go_out_in_one_write);
     RUN(volatile_delivery_drops_for_a_backed_up_connection);
     RUN(volatile_message_reaches_an_idle_connection_whatever_its_size);
