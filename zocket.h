@@ -1433,8 +1433,16 @@ typedef struct zk_client_opts {
     size_t param_count;
     const zk_http_header *headers;  /* real HTTP headers */
     size_t header_count;
-    const char *const *protocols;   /* subprotocols to offer */
+    const char *const *protocols;   /* subprotocols to offer; NULL with codec
+                                       ZK_CODEC_MSGPACK: "zocket.msgpack" */
     size_t protocol_count;
+    int codec;                      /* ZK_CODEC_JSON (0) or ZK_CODEC_MSGPACK: calls and
+                                       events go as MessagePack (payloads are still
+                                       given as JSON text, results read as zk_value);
+                                       a server that does not choose zocket.msgpack
+                                       ends the client (1008). Cached results are kept
+                                       as JSON: a bin result comes back from the cache
+                                       as a base64 string */
     const char *auth;               /* JSON payload of an __auth call made first on
                                        every connection; NULL: none. Until it
                                        succeeds the client is not open; an error
@@ -8441,7 +8449,8 @@ struct zk_client {
     uint64_t next_rpc, unhandled;
     int dispatching;              /* listeners running: zk_client_off only marks */
     zk_doc doc, scratch;
-    zk_writer w;
+    zk_writer w;                  /* JSON: keys, the cache, JSON envelopes */
+    zk_writer mw;                 /* MessagePack envelopes */
     char *buf;                    /* for parsing copies */
     size_t buf_cap;
 };
@@ -8554,21 +8563,24 @@ ZK__PRIVATE int zk__client_key(zk_client *c, const char *type, const char *paylo
 ZK__PRIVATE char *zk__client_envelope(zk_client *c, const char *key, size_t type_len, const char *rpc, size_t *len) {
     const char *payload = key + type_len + 1;
     size_t plen = strlen(payload);
+    zk_writer *w = c->opts.codec == ZK_CODEC_MSGPACK ? &c->mw : &c->w;
     zk_str out;
-    zk_writer_reset(&c->w);
-    zk_write_object(&c->w);
-    zk_write_key(&c->w, "type");
-    zk_write_str_n(&c->w, key, type_len);
+    if (plen && w == &c->mw && zk__client_parse(c, &c->scratch, payload, plen) != ZK_OK) return NULL;
+    zk_writer_reset(w);
+    zk_write_object(w);
+    zk_write_key(w, "type");
+    zk_write_str_n(w, key, type_len);
     if (plen) {
-        zk_write_key(&c->w, "payload");
-        zk__write_raw(&c->w, payload, plen);
+        zk_write_key(w, "payload");
+        if (w == &c->mw) zk_write_value(w, zk_doc_root(&c->scratch)); /* the canonical JSON, as MessagePack */
+        else zk__write_raw(w, payload, plen);
     }
     if (rpc) {
-        zk_write_key(&c->w, "rpcId");
-        zk_write_str(&c->w, rpc);
+        zk_write_key(w, "rpcId");
+        zk_write_str(w, rpc);
     }
-    zk_write_end(&c->w);
-    out = zk_writer_result(&c->w);
+    zk_write_end(w);
+    out = zk_writer_result(w);
     if (!out.ptr) return NULL;
     *len = out.len;
     return zk__strndup(out.ptr, out.len);
@@ -8699,7 +8711,7 @@ ZK__PRIVATE int zk__client_send(zk_client *c, zk__msg *m, int front) {
     size_t qmax = c->opts.queue_max ? c->opts.queue_max : 1024;
     size_t qbytes = c->opts.queue_max_bytes ? c->opts.queue_max_bytes : (size_t)1 << 20;
     if (c->state == ZK_CLIENT_OPEN && c->conn) {
-        int rc = zk_conn_send(c->conn, m->json, m->len, 0);
+        int rc = zk_conn_send(c->conn, m->json, m->len, c->opts.codec == ZK_CODEC_MSGPACK);
         if (rc < 0) return rc;
         if (m->is_call) {
             m->next = c->flight;
@@ -8978,7 +8990,7 @@ ZK__PRIVATE zk__msg *zk__client_internal(zk_client *c, const char *key, size_t t
         ZK_FREE(k);
         return NULL;
     }
-    if (zk_conn_send(c->conn, m->json, m->len, 0) < 0) {
+    if (zk_conn_send(c->conn, m->json, m->len, c->opts.codec == ZK_CODEC_MSGPACK) < 0) {
         zk__call_detach(c, m);
         zk__msg_free(m);
         return NULL;
@@ -9139,6 +9151,10 @@ ZK__PRIVATE void zk__client_on_open(zk_conn *conn, const zk_http_request *req) {
     zk_client *c = (zk_client *)zk_conn_data(conn);
     (void)req;
     if (!c || c->conn != conn) return;
+    if (c->opts.codec == ZK_CODEC_MSGPACK && !zk_str_eq_nocase(zk_conn_protocol(conn), ZK_PROTOCOL_MSGPACK)) {
+        zk_conn_close(conn, ZK_CLOSE_POLICY, "the server does not speak zocket.msgpack");
+        return;
+    }
     zk_timer_start(&c->ping, c->opts.ping_interval_ms ? c->opts.ping_interval_ms : 15000,
                    c->opts.ping_interval_ms ? c->opts.ping_interval_ms : 15000);
     if (c->auth) {
@@ -9211,8 +9227,10 @@ ZK__PRIVATE void zk__client_on_message(zk_conn *conn, zk_str data, int binary) {
     zk_str t;
     if (!c || c->conn != conn) return; /* a connection we let go */
     zk__client_alive(c);
-    if (binary) return;
-    if (zk_json_parse(&c->doc, (char *)(uintptr_t)data.ptr, data.len) != ZK_OK) return;
+    if (binary != (c->opts.codec == ZK_CODEC_MSGPACK)) return; /* not in our codec: not for us */
+    if (binary ? zk_msgpack_parse(&c->doc, data.ptr, data.len) != ZK_OK
+               : zk_json_parse(&c->doc, (char *)(uintptr_t)data.ptr, data.len) != ZK_OK)
+        return;
     root = zk_doc_root(&c->doc);
     type = zk_value_get(root, "type");
     t = zk_value_str(type);
@@ -9412,16 +9430,24 @@ ZK_API zk_client *zk_client_new(zk_loop *loop, const zk_client_opts *opts, int *
     if (!err) err = &dummy;
     *err = ZK_EINVAL;
     if (!loop || !opts || !opts->url || (opts->param_count && !opts->params)) return NULL;
+    if (opts->codec != ZK_CODEC_JSON && opts->codec != ZK_CODEC_MSGPACK) return NULL;
     *err = ZK_ENOMEM;
     c = (zk_client *)ZK_MALLOC(sizeof *c);
     if (!c) return NULL;
     memset(c, 0, sizeof *c);
     c->loop = loop;
     c->opts = *opts;
+    if (opts->codec == ZK_CODEC_MSGPACK && !opts->protocols) {
+        static const char *const msgpack_only[] = {ZK_PROTOCOL_MSGPACK};
+        c->opts.protocols = msgpack_only;
+        c->opts.protocol_count = 1;
+    }
     c->rpcs.keep = c->inflight.keep = 1; /* they empty after every answer */
     zk_doc_init(&c->doc);
     zk_doc_init(&c->scratch);
     zk_writer_init(&c->w, NULL, 0);
+    zk_writer_init(&c->mw, NULL, 0);
+    zk_writer_set_codec(&c->mw, ZK_CODEC_MSGPACK);
     zk_timer_init(loop, &c->retry, zk__client_retry, c);
     zk_timer_init(loop, &c->stable, zk__client_stable, c);
     zk_timer_init(loop, &c->ping, zk__client_ping, c);
@@ -9495,6 +9521,7 @@ ZK_API void zk_client_free(zk_client *c) {
     zk_doc_free(&c->doc);
     zk_doc_free(&c->scratch);
     zk_writer_free(&c->w);
+    zk_writer_free(&c->mw);
     ZK_FREE(c->buf);
     ZK_FREE(c->url);
     ZK_FREE(c->auth);

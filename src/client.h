@@ -70,8 +70,16 @@ typedef struct zk_client_opts {
     size_t param_count;
     const zk_http_header *headers;  /* real HTTP headers */
     size_t header_count;
-    const char *const *protocols;   /* subprotocols to offer */
+    const char *const *protocols;   /* subprotocols to offer; NULL with codec
+                                       ZK_CODEC_MSGPACK: "zocket.msgpack" */
     size_t protocol_count;
+    int codec;                      /* ZK_CODEC_JSON (0) or ZK_CODEC_MSGPACK: calls and
+                                       events go as MessagePack (payloads are still
+                                       given as JSON text, results read as zk_value);
+                                       a server that does not choose zocket.msgpack
+                                       ends the client (1008). Cached results are kept
+                                       as JSON: a bin result comes back from the cache
+                                       as a base64 string */
     const char *auth;               /* JSON payload of an __auth call made first on
                                        every connection; NULL: none. Until it
                                        succeeds the client is not open; an error

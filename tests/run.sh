@@ -106,6 +106,8 @@ for t in tests/test_*.c; do
     case $name in test_loop|test_net)
         unit "$name (poll)" "$BUILD/$name" ZK_TEST_POLLER=poll
         unit "$name (kqueue)" "$BUILD/kqueue/$name" ZK_TEST_POLLER=kqueue ;;
+    test_client) # every client test again with the client speaking MessagePack
+        unit "$name (msgpack)" "$BUILD/$name" ZK_TEST_CODEC=msgpack ;;
     esac
 done
 

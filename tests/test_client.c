@@ -173,10 +173,17 @@ static void run_for(world *w, uint64_t ms) {
     pump(w->loop);
 }
 
+static int test_codec; /* ZK_TEST_CODEC=msgpack runs every test with MessagePack */
+
 static int on_connect(zk_conn *c, const zk_http_request *req, void **context) {
     char v[64];
     int n;
     (void)context;
+    /* a connection speaks what its client asked for (raw JSON probes offer nothing) */
+    if (zk_http_header_get(req->headers, req->header_count, "Sec-WebSocket-Protocol").len)
+        CHECK_EQ_INT(zk_conn_codec(c), test_codec);
+    else
+        CHECK_EQ_INT(zk_conn_codec(c), ZK_CODEC_JSON);
     copy_view(W->hook_path, sizeof W->hook_path, req->path);
     n = zk_query_get(req->query, "token", v, sizeof v - 1);
     v[n > 0 ? n : 0] = '\0';
@@ -427,6 +434,7 @@ static void client_opts(world *w, probe *p, zk_client_opts *o) {
     o->on_state = p_state;
     o->on_open = p_open;
     o->data = p;
+    o->codec = test_codec;
 }
 
 static zk_client *client_start(world *w, const zk_client_opts *o) {
@@ -2505,6 +2513,8 @@ int main(void) {
     (void)guard_alloc;
     (void)guard_free;
     setvbuf(stdout, NULL, _IOLBF, 0); /* what ran is seen even if a sanitizer aborts */
+    if (getenv("ZK_TEST_CODEC") && strcmp(getenv("ZK_TEST_CODEC"), "msgpack") == 0) test_codec = ZK_CODEC_MSGPACK;
+    printf("codec: %s\n", test_codec == ZK_CODEC_MSGPACK ? "msgpack" : "json");
     RUN(state_names_and_accessors);
     RUN(new_refuses_bad_options);
     RUN(drop_and_abort_reconnect_and_close_ends_it);
