@@ -42,6 +42,8 @@
      -H 'Name: value'  an HTTP header on the upgrade request (repeatable)
      -p name=value     a connection parameter, sent in the query (repeatable)
      --protocol P      a subprotocol to offer (repeatable)
+     --msgpack         speak MessagePack (subprotocol zocket.msgpack; lines
+                       in and out stay JSON: zkcat converts)
      --timeout MS      call timeout (default 10000)
      --ping MS         heartbeat interval (default 15000)
      --no-reconnect    a dropped connection ends zkcat (exit 2)
@@ -119,6 +121,7 @@ static void usage(const char *argv0) {
             "  -H 'Name: value'    HTTP header (repeatable)\n"
             "  -p name=value       connection parameter, in the query (repeatable)\n"
             "  --protocol P        subprotocol to offer (repeatable)\n"
+            "  --msgpack           speak MessagePack on the wire (zocket.msgpack); lines stay JSON\n"
             "  --timeout MS        call timeout (default 10000)\n"
             "  --ping MS           heartbeat interval (default 15000)\n"
             "  --no-reconnect      exit (2) when the connection drops\n"
@@ -526,6 +529,8 @@ int main(int argc, char **argv) {
             params[param_count++].value = zk_str_c(eq + 1);
         } else if (strcmp(a, "--protocol") == 0 && more && protocol_count < MAX_LIST) {
             protocols[protocol_count++] = argv[++i];
+        } else if (strcmp(a, "--msgpack") == 0) {
+            opts.codec = ZK_CODEC_MSGPACK;
         } else if (strcmp(a, "--timeout") == 0 && more) {
             call_timeout_ms = parse_ms(argv[++i], argv[0]);
             opts.call_timeout_ms = call_timeout_ms;
