@@ -7,6 +7,7 @@
       in-memory loopback transport: both ends run in this process, so the
       figure is the whole stack's cost per call (client envelope, dedup and
       rpc tables, timers; server parse, route, answer), with no kernel.
+      Once with JSON and once with MessagePack (zocket.msgpack) on the wire.
    2. Memory per client object: 10,000 zk_clients connected over loopback,
       the library's live bytes (counted through ZK_MALLOC) divided by the
       count, for the client alone (its struct, URL, tables) and with its
@@ -58,7 +59,7 @@ static void on_result(zk_client *c, const zk_result *r, void *user) {
     char payload[32];
     int n;
     (void)user;
-    if (r->ok) answered++;
+    if (r->ok && zk_value_type(zk_value_get(r->value, "n")) == ZK_TYPE_INT) answered++; /* the echo came back */
     else failed++;
     if (!running) return;
     /* a new payload each time, so dedup and the cache are never hit */
@@ -92,16 +93,17 @@ int main(int argc, char **argv) {
     if (!loop || !router || !app) return 1;
 
     printf("zocket.h client benchmark (one process, loopback transport, both ends)\n");
-    for (k = 0; k < 3; k++) {
+    for (k = 0; k < 6; k++) {
         long start;
         memset(&co, 0, sizeof co);
         co.url = "ws://loopback/";
         co.loopback = zk_app_server(app);
+        co.codec = k < 3 ? ZK_CODEC_JSON : ZK_CODEC_MSGPACK;
         client = zk_client_new(loop, &co, NULL);
         while (zk_client_state(client) != ZK_CLIENT_OPEN) zk_loop_step(loop, 10);
         answered = failed = 0;
         running = 1;
-        for (i = 0; i < pipelines[k]; i++) {
+        for (i = 0; i < pipelines[k % 3]; i++) {
             char payload[32];
             int n = snprintf(payload, sizeof payload, "{\"n\":-%d}", i + 1);
             zk_client_call(client, "bench.echo", payload, (size_t)n, NULL, on_result, NULL);
@@ -109,7 +111,8 @@ int main(int argc, char **argv) {
         t0 = now_s();
         start = answered;
         while ((t1 = now_s()) - t0 < seconds) zk_loop_step(loop, 10);
-        printf("  %3d calls in flight: %9.0f calls/s  %7.2f us/call  (%ld failed)\n", pipelines[k],
+        printf("  %-7s %3d calls in flight: %9.0f calls/s  %7.2f us/call  (%ld failed)\n",
+               k < 3 ? "json" : "msgpack", pipelines[k % 3],
                (double)(answered - start) / (t1 - t0), (t1 - t0) * 1e6 / (double)(answered - start), failed);
         running = 0;
         zk_client_free(client); /* the calls in flight end with CLOSED */
