@@ -1,6 +1,6 @@
 /* bench_codec: MessagePack against JSON in zocket.h's value layer.
 
-   build/bench_codec [--seconds S]
+   build/bench_codec [--seconds S] [--dump DIR]
 
    For a few representative payloads, each given as JSON text:
      rpc      a call envelope        {"type":"bench.echo","payload":{"n":123},"rpcId":"42"}
@@ -15,6 +15,9 @@
    that codec's bytes. The MessagePack form is the one zk_write_value
    writes, and decoding it must give the same JSON back (checked once per
    payload, before timing).
+
+   --dump DIR writes each payload's MessagePack bytes to DIR/NAME.mp, for
+   bench/run_codec.sh to time a peer (msgpack-c) on the same bytes.
 
    Method: best of 5 repetitions of about S/5 seconds each (default S =
    1.5 per figure), clock_gettime(CLOCK_MONOTONIC). */
@@ -166,10 +169,12 @@ int main(int argc, char **argv) {
     char *texts[5];
     int i;
     double seconds = 1.5;
+    const char *dump = NULL;
     for (i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--seconds") && i + 1 < argc) seconds = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--dump") && i + 1 < argc) dump = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--seconds S]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--seconds S] [--dump DIR]\n", argv[0]);
             return 2;
         }
     }
@@ -211,6 +216,14 @@ int main(int argc, char **argv) {
         if (r.len != j.json_len || memcmp(r.ptr, j.json, r.len) != 0) {
             printf("%s: MessagePack did not read back as the same JSON\n", names[i]);
             return 1;
+        }
+        if (dump) {
+            char path[512];
+            FILE *f;
+            snprintf(path, sizeof path, "%s/%s.mp", dump, names[i]);
+            f = fopen(path, "wb");
+            if (!f || fwrite(j.mp, 1, j.mp_len, f) != j.mp_len) return 1;
+            fclose(f);
         }
         dj = time_ns(decode_json, &j);
         dm = time_ns(decode_mp, &j);

@@ -403,6 +403,36 @@ TEST(urls_and_options) {
     zk_loop_free(l);
 }
 
+TEST(msgpack_members_get_remote_messages_in_msgpack) {
+    static const char *const mp[] = {ZK_PROTOCOL_MSGPACK};
+    member extra;
+    zk_conn_opts co;
+    int err;
+    setup(0);
+    memset(&extra, 0, sizeof extra);
+    memset(&co, 0, sizeof co);
+    co.url = "ws://loopback/";
+    co.protocols = mp;
+    co.protocol_count = 1;
+    co.cb.on_message = on_msg;
+    co.data = &extra;
+    nserver = MEMBERS - 1; /* the hook records the new server end in mem[3] */
+    extra.client = zk_loopback_connect(zk_app_server(app), &co, NULL, &err);
+    zk_loop_advance(loop, 1);
+    CHECK(extra.client != NULL);
+    CHECK_EQ_INT(zk_conn_codec(mem[3].server), ZK_CODEC_MSGPACK);
+    CHECK_EQ_INT(zk_room_join(mem[3].server, "a"), 0);
+    feed(NODE_A, 1, "a", "{\"k\":[1,2]}");
+    CHECK_EQ_INT(mem[0].n, 1);
+    CHECK(strcmp(mem[0].msgs[0], "{\"type\":\"chat\",\"payload\":{\"k\":[1,2]}}") == 0);
+    CHECK_EQ_INT(extra.n, 1);
+    /* {"type":"chat","payload":{"k":[1,2]}} as MessagePack */
+    CHECK(memcmp(extra.msgs[0], "\x82\xa4" "type" "\xa4" "chat" "\xa7" "payload" "\x81\xa1" "k" "\x92\x01\x02", 26) == 0);
+    zk_conn_close(extra.client, 1000, NULL);
+    zk_loop_advance(loop, 10);
+    teardown();
+}
+
 int main(void) {
     (void)guard_alloc; /* test.h's, not needed here */
     (void)guard_free;
@@ -417,5 +447,6 @@ int main(void) {
     RUN(ring_full_refuses_before_delivering);
     RUN(rooms_follow_local_members);
     RUN(urls_and_options);
+    RUN(msgpack_members_get_remote_messages_in_msgpack);
     return test_summary();
 }
