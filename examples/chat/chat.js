@@ -3,12 +3,16 @@
 // room (default "lobby"). The page joins its room on every (re)connect.
 // ?ping=MS and ?pongTimeout=MS set the heartbeat (zocket.js's pingIntervalMs
 // and pongTimeoutMs; defaults 15000 and 5000): the tests make them short.
+// ?codec=msgpack speaks MessagePack (binary frames, subprotocol
+// zocket.msgpack: zocket.js's codec option); without it, or with any other
+// value, JSON. #codec names the one in use.
 // #status reads "connected", "reconnecting" (the connection dropped; waiting
 // for or making another attempt) or "disconnected".
 import { connect } from "./zocket.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+const codec = params.get("codec") === "msgpack" ? "msgpack" : "json";
 
 let client = null;
 let room = null; // the room this page is in, or is about to join
@@ -115,6 +119,7 @@ function start(name) {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const url = `${scheme}://${location.host}/ws?name=${encodeURIComponent(name)}`;
   const c = connect(url, {
+    codec,
     pingIntervalMs: msParam("ping"),
     pongTimeoutMs: msParam("pongTimeout"),
     onState(state) {
@@ -126,14 +131,14 @@ function start(name) {
       if (room) join(room);
       else refreshRooms();
     },
-    onClose({ code, reconnectIn }) {
+    onClose({ code, reason, reconnectIn }) {
       if (c !== client) return;
       joined = null;
       members = [];
       renderMembers();
       note(reconnectIn >= 0
         ? `disconnected (${code}), retrying in ${(reconnectIn / 1000).toFixed(1)} s`
-        : `disconnected (${code})`);
+        : `disconnected (${code}${reason ? `: ${reason}` : ""})`);
     },
   });
   client = c;
@@ -194,6 +199,8 @@ $("send-form").addEventListener("submit", (event) => {
 });
 
 $("refresh").addEventListener("click", refreshRooms);
+
+$("codec").textContent = codec === "msgpack" ? "MessagePack" : "JSON";
 
 if (params.get("room")) $("room").value = params.get("room");
 room = $("room").value.trim() || "lobby";

@@ -6,7 +6,9 @@
 #   3. malformed frames sent to build/echo with Autobahn|Python
 #   4. examples/gameloop with a Python websockets client
 #   5. examples/chat: its protocol with Python websockets, its page in
-#      headless Chromium driven by playwright-core
+#      headless Chromium driven by playwright-core (JSON, MessagePack and
+#      mixed), and the page's zocket.js under Node (its MessagePack codec
+#      against the spec's byte vectors, its codec option)
 #   6. zk_client through a killed and restarted build/chat: reconnect,
 #      rejoin, offline queue, delivery (build/restart_test)
 #   7. 1000 zk_clients through a graceful restart and a kill of build/chat:
@@ -340,6 +342,15 @@ elif start_server chat $chat_vg $BUILD/chat --host 127.0.0.1; then
     fi
 else
     fail "chat: did not start: $server_error"
+fi
+
+# The page's zocket.js under Node, without a browser, a server or an npm
+# package: its MessagePack encoder and decoder against byte vectors from the
+# spec, and its codec option over a fake WebSocket (zocket_js_test.js).
+if command -v node >/dev/null; then
+    run_checks "zocket.js <- Node" node $HERE/zocket_js_test.js
+else
+    skip "zocket.js <- Node" "node not found"
 fi
 
 # The page across a restart and a stopped server (chat_browser_restart.js),
