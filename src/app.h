@@ -3,7 +3,7 @@
 
 /* A zk_router maps dotted message names ("chat.send") to handlers, with an
    input schema and middleware per route. A zk_app serves a router over
-   WebSocket in the Zocket JSON protocol:
+   WebSocket in the Zocket protocol (JSON shown):
        client -> server  {"type":"users.get","payload":{...},"rpcId":"c1"}
        server -> client  {"type":"__rpc_res","payload":{...},"rpcId":"c1"}
                          {"type":"__rpc_err","rpcId":"c1","error":{"code":..,"message":..}}
@@ -14,7 +14,9 @@
    fails (__error). {"type":"__ping"} is answered {"type":"__pong"} (with the
    same payload), before authentication and without routing: the heartbeat
    of browser clients, which cannot send ping frames. zk_router_call invokes
-   a route with no network at all.
+   a route with no network at all. A client that offers the subprotocol
+   zocket.msgpack exchanges the same envelopes as MessagePack maps in binary
+   frames (zk_app_opts.codecs); handlers do not see the difference.
 
    Limits: a route name at most ZK_ROUTE_MAX_NAME bytes of letters, digits,
    '_', '-', in '.'-separated non-empty parts; an rpcId a string of at most
