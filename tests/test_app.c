@@ -100,7 +100,18 @@ typedef struct client {
     unsigned long long bytes;
     unsigned char last_raw[512]; /* the last message's bytes */
     size_t last_raw_len;
+    int mp;        /* connected by connect_with in MessagePack mode (ZK_TEST_CODEC) */
 } client;
+
+/* ZK_TEST_CODEC=msgpack runs the tests again with MessagePack clients:
+   connect_with offers zocket.msgpack, send_json sends the envelope as
+   MessagePack, and what such a client receives is kept as its JSON form, so
+   the same checks read it. Tests whose subject is JSON text itself (bytes
+   that are not JSON, UTF-8 checks, sizes) run in JSON mode only. */
+static int test_codec;
+/* A test about JSON text itself (sizes, raw frames, counts of bytes), or
+   one that makes its own MessagePack clients: once, in JSON mode. */
+#define RUN_JSON(name) do { if (test_codec == ZK_CODEC_JSON) RUN(name); } while (0)
 
 static void cl_open(zk_conn *c, const zk_http_request *req) {
     client *cl = (client *)zk_conn_data(c);
@@ -118,7 +129,7 @@ static void cl_message(zk_conn *c, zk_str data, int binary) {
     }
     cl->last_raw_len = data.len < sizeof cl->last_raw ? data.len : sizeof cl->last_raw;
     memcpy(cl->last_raw, data.ptr, cl->last_raw_len);
-    if (binary) { /* MessagePack: kept as "MP:" and its JSON form, to compare as text */
+    if (binary) { /* MessagePack: kept as "MP:" and its JSON form (without "MP:" in codec mode) */
         zk_doc d = {0};
         zk_writer jw;
         zk_str js;
@@ -127,7 +138,7 @@ static void cl_message(zk_conn *c, zk_str data, int binary) {
         js = zk_writer_result(&jw);
         m = (char *)malloc(js.len + 16);
         if (!m) abort();
-        snprintf(m, js.len + 16, "MP:%.*s", (int)js.len, js.ptr ? js.ptr : "");
+        snprintf(m, js.len + 16, "%s%.*s", cl->mp ? "" : "MP:", (int)js.len, js.ptr ? js.ptr : "");
         zk_writer_free(&jw);
         zk_doc_free(&d);
     } else {
@@ -440,6 +451,12 @@ static client *connect_with(world *w, const char *url, const zk_http_header *hea
     o.cb.on_message = cl_message;
     o.cb.on_close = cl_close;
     o.data = cl;
+    if (test_codec == ZK_CODEC_MSGPACK) {
+        static const char *const mp[] = {ZK_PROTOCOL_MSGPACK};
+        o.protocols = mp;
+        o.protocol_count = 1;
+        cl->mp = 1;
+    }
     cl->conn = zk_loopback_connect(zk_app_server(w->app), &o, fault, &err);
     CHECK(cl->conn != NULL);
     CHECK_EQ_INT(err, 0);
@@ -496,7 +513,25 @@ static client *connect_one(world *w) { return connect_url(w, "ws://loopback/"); 
 static void send_json(world *w, client *cl, const char *json) {
     CHECK(cl->conn != NULL);
     if (!cl->conn) return;
-    CHECK(zk_conn_send(cl->conn, json, strlen(json), 0) >= 0);
+    if (test_codec == ZK_CODEC_MSGPACK && cl->mp) { /* the same envelope, as MessagePack */
+        zk_doc d = {0};
+        zk_writer mw;
+        char *copy = strdup(json);
+        zk_str out = {NULL, 0};
+        zk_writer_init(&mw, NULL, 0);
+        zk_writer_set_codec(&mw, ZK_CODEC_MSGPACK);
+        if (copy && zk_json_parse(&d, copy, strlen(copy)) == ZK_OK) {
+            zk_write_value(&mw, zk_doc_root(&d));
+            out = zk_writer_result(&mw);
+        }
+        if (out.ptr) CHECK(zk_conn_send(cl->conn, out.ptr, out.len, 1) >= 0);
+        else CHECK(zk_conn_send(cl->conn, json, strlen(json), 1) >= 0); /* not JSON: the same bytes, binary */
+        zk_writer_free(&mw);
+        zk_doc_free(&d);
+        free(copy);
+    } else {
+        CHECK(zk_conn_send(cl->conn, json, strlen(json), 0) >= 0);
+    }
     pump(w->loop);
 }
 
@@ -2482,9 +2517,11 @@ TEST(msgpack_only_and_json_only_apps) {
 }
 
 int main(void) {
+    if (getenv("ZK_TEST_CODEC") && strcmp(getenv("ZK_TEST_CODEC"), "msgpack") == 0) test_codec = ZK_CODEC_MSGPACK;
+    printf("codec: %s\n", test_codec == ZK_CODEC_MSGPACK ? "msgpack" : "json");
     (void)guard_alloc;
     (void)guard_free;
-    RUN(call_result_envelope_echoes_string_and_integer_rpc_ids);
+    RUN_JSON(call_result_envelope_echoes_string_and_integer_rpc_ids);
     RUN(error_envelopes_for_calls_and_events);
     RUN(successful_event_sends_nothing);
     RUN(malformed_messages_are_bad_request_and_the_connection_stays);
@@ -2506,7 +2543,7 @@ int main(void) {
     RUN(auth_as_an_event_also_authenticates);
     RUN(auth_failure_closes_unauthorized);
     RUN(auth_route_without_require_auth_is_an_ordinary_route);
-    RUN(messages_behind_a_failed_auth_are_not_routed);
+    RUN_JSON(messages_behind_a_failed_auth_are_not_routed);
     RUN(no_auth_by_the_deadline_closes_unauthorized);
     RUN(default_auth_timeout_is_ten_seconds);
     RUN(kept_request_answered_later);
@@ -2520,23 +2557,23 @@ int main(void) {
     RUN(default_room_cap_is_64);
     RUN(rooms_are_left_on_disconnect);
     RUN(joining_through_a_handler);
-    RUN(repeated_broadcasts_to_200_connections_reuse_their_chunks);
+    RUN_JSON(repeated_broadcasts_to_200_connections_reuse_their_chunks);
     RUN(a_million_join_leave_cycles_keep_memory_flat);
     RUN(a_room_of_many_members_shrinks_back);
     RUN(send_to_conns_ids_rooms_and_all);
     RUN(send_from_a_handler_to_a_room_except_the_sender);
     RUN(send_refuses_bad_messages);
-    RUN(msgpack_clients_call_and_get_answers_in_msgpack);
-    RUN(msgpack_binary_payloads_stay_binary);
-    RUN(msgpack_and_json_clients_share_rooms);
-    RUN(msgpack_only_and_json_only_apps);
-    RUN(many_sends_in_one_pass_go_out_in_one_write);
+    RUN_JSON(msgpack_clients_call_and_get_answers_in_msgpack);
+    RUN_JSON(msgpack_binary_payloads_stay_binary);
+    RUN_JSON(msgpack_and_json_clients_share_rooms);
+    RUN_JSON(msgpack_only_and_json_only_apps);
+    RUN_JSON(many_sends_in_one_pass_go_out_in_one_write);
     RUN(volatile_delivery_drops_for_a_backed_up_connection);
     RUN(volatile_message_reaches_an_idle_connection_whatever_its_size);
     RUN(close_slow_delivery_closes_a_backed_up_connection);
-    RUN(queue_delivery_queues_up_to_the_write_limit_then_drops);
+    RUN_JSON(queue_delivery_queues_up_to_the_write_limit_then_drops);
     RUN(unauthenticated_connections_receive_no_app_messages);
-    RUN(stats_count_exactly);
+    RUN_JSON(stats_count_exactly);
     RUN(each_allocation_can_fail_in_the_app);
     return test_summary();
 }
