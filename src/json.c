@@ -575,7 +575,7 @@ ZK__PRIVATE int zk__w_room(zk_writer *w, size_t n) {
 
 ZK__PRIVATE void zk__w_put(zk_writer *w, const void *s, size_t n) {
     if (zk__w_room(w, n) < 0) return;
-    memcpy(w->buf + w->len, s, n);
+    if (n) memcpy(w->buf + w->len, s, n); /* (s may be NULL when n is 0) */
     w->len += n;
 }
 
@@ -643,15 +643,20 @@ ZK__PRIVATE void zk__mp_int(zk_writer *w, int64_t v) {
     }
 }
 
-/* A container's header was written as 5 bytes (32-bit count); now that
-   its count is known, the smallest header takes its place. */
+/* A container's header was written as one byte; now that its count is
+   known, it gets the header it needs (1, 3 or 5 bytes), the body moved up
+   when more than one: a writer needs no more room than its result. */
 ZK__PRIVATE void zk__mp_close(zk_writer *w, int object) {
     uint32_t l = w->depth - 1, n = w->mp_n[l];
-    size_t at = w->mp_at[l], body = w->len - (at + 5), h;
-    unsigned char *b = (unsigned char *)w->buf + at;
+    size_t at = w->mp_at[l], body = w->len - (at + 1), h;
+    unsigned char *b;
     h = n < 16 ? 1 : n < 65536 ? 3 : 5;
-    if (h < 5) memmove(b + h, b + 5, body);
-    w->len -= 5 - h;
+    if (h > 1) {
+        if (zk__w_room(w, h - 1) < 0) return;
+        memmove(w->buf + at + h, w->buf + at + 1, body);
+        w->len += h - 1;
+    }
+    b = (unsigned char *)w->buf + at;
     if (h == 1) {
         b[0] = (unsigned char)((object ? 0x80 : 0x90) | n);
     } else if (h == 3) {
@@ -726,7 +731,7 @@ ZK__PRIVATE void zk__w_open(zk_writer *w, char c, int object) {
         if (w->len > 0xffffffffu - 5) { zk__w_fail(w, ZK_ETOOBIG); return; }
         w->mp_at[w->depth] = (uint32_t)w->len;
         w->mp_n[w->depth] = 0;
-        zk__mp_head(w, object ? 0xdf : 0xdd, 0, 4); /* fitted on close */
+        zk__w_byte(w, (char)(unsigned char)(object ? 0x80 : 0x90)); /* fitted on close */
     } else {
         zk__w_byte(w, c);
     }

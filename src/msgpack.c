@@ -125,8 +125,9 @@ ZK_API int zk_msgpack_parse(zk_doc *doc, const char *buf, size_t len) {
             }
             left[l]--;
         }
+        if ((type == ZK_TYPE_ARRAY || type == ZK_TYPE_OBJECT) && depth == max_depth) /* empty ones too, as JSON */
+            return zk__mp_fail(doc, buf, at, ZK_ETOOBIG, "nested too deeply");
         if ((type == ZK_TYPE_ARRAY || type == ZK_TYPE_OBJECT) && n) {
-            if (depth == max_depth) return zk__mp_fail(doc, buf, at, ZK_ETOOBIG, "nested too deeply");
             node->len = (uint32_t)n;
             stack[depth] = idx;
             last[depth] = 0;

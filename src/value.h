@@ -84,7 +84,8 @@ ZK_API int zk_value_bool(zk_value v, int def);
    not NUL-terminated. */
 ZK_API zk_str zk_value_str(zk_value v);
 
-/* Elements of an array, members of an object, bytes of a string; else 0. */
+/* Elements of an array, members of an object, bytes of a string or a
+   binary; else 0. */
 ZK_API size_t zk_value_len(zk_value v);
 
 /* The member called key of an object (the first one, if repeated), or a

@@ -35,6 +35,9 @@ tools/deps.sh libfuzzer 2>>"$log" || deps_fuzz=0
 # test_cluster starts redis-server and nats-server itself; when one is still
 # missing, its tests say SKIPPED (a failure under CI=true)
 tools/deps.sh redis nats 2>>"$log" || echo "note: redis-server or nats-server missing (see $log)"
+# test_msgpack's interop tests read and write through Debian's python3-msgpack;
+# when it is missing they say SKIPPED (a failure under CI=true)
+tools/deps.sh msgpack 2>>"$log" || echo "note: python3-msgpack missing (see $log)"
 
 # 3. Compile checks: the header alone, as C99 and as C++, gcc and clang.
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -106,7 +109,7 @@ for t in tests/test_*.c; do
     case $name in test_loop|test_net)
         unit "$name (poll)" "$BUILD/$name" ZK_TEST_POLLER=poll
         unit "$name (kqueue)" "$BUILD/kqueue/$name" ZK_TEST_POLLER=kqueue ;;
-    test_client) # every client test again with the client speaking MessagePack
+    test_client|test_app) # again with the clients speaking MessagePack
         unit "$name (msgpack)" "$BUILD/$name" ZK_TEST_CODEC=msgpack ;;
     esac
 done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond a C compiler, from Debian's registry.
 # Usage: tools/deps.sh NAME...   NAME is one of: clang libfuzzer valgrind
-#        redis (redis-server) nats (nats-server)
+#        redis (redis-server) nats (nats-server) msgpack (python3-msgpack,
+#        for Debian's /usr/bin/python3, the MessagePack interop peer)
 # Prints nothing and exits 0 when everything is present; exits 1 (with the
 # reason on stderr) when something is missing and cannot be installed.
 set -u
@@ -15,6 +16,9 @@ have_libfuzzer() {
 }
 # Debian puts some servers in /usr/sbin, which is not on every user's PATH.
 have_server() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]; }
+# /usr/bin/python3: the one Debian's python3-* packages install for (a
+# python3 earlier on PATH, from pyenv or a venv, may not see them).
+have_msgpack() { /usr/bin/python3 -c 'import msgpack' >/dev/null 2>&1; }
 
 apt_install() {
     if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -42,6 +46,8 @@ for want in "$@"; do
            have_server redis-server || { echo "redis-server is not available" >&2; status=1; } ;;
     nats) have_server nats-server || apt_install nats-server || status=1
           have_server nats-server || { echo "nats-server is not available" >&2; status=1; } ;;
+    msgpack) have_msgpack || apt_install python3-msgpack || status=1
+             have_msgpack || { echo "python3-msgpack is not available" >&2; status=1; } ;;
     *) echo "deps.sh: unknown dependency $want" >&2; status=1 ;;
     esac
 done

@@ -13,6 +13,15 @@ json/      one limits byte (see tests/fuzz/fuzz_json.c), a JSON text and,
            after a 0xFF, writer commands: documents of every type and
            nesting, numbers at the edges, escapes and surrogates, malformed
            texts, texts over small limits
+msgpack/   one limits byte (see tests/fuzz/fuzz_msgpack.c), a MessagePack value
+           and, after C1 C1, writer commands: every format family at its
+           edges (fixint to 64-bit ints, float32 and float64, str, bin,
+           array and map in each length form, lengths that are not the
+           smallest), nesting to the depth limit and one past it, values over
+           small limits, refusals (0xC1, ext and fixext, NaN and infinities,
+           keys that are not strings, str that is not UTF-8, truncated values,
+           data after the value, lengths and counts of up to 4 GiB past the
+           end), and writer commands crossing the header sizes
 app/       one message (see tests/fuzz/fuzz_app.c), used whole as a Zocket
            envelope and split at its first space as "type payload" for the
            caller: calls and events to each route of the harness, schema
@@ -323,6 +332,138 @@ def json_corpus():
     return j
 
 
+# ---- msgpack ----
+
+MW_BIN = 15  # writer command 15: binary (argument * 17 bytes)
+
+
+def mp_head(n, fix, fix_max, t8, t16, t32):
+    if fix is not None and n <= fix_max:
+        return bytes([fix | n])
+    if t8 is not None and n < 256:
+        return bytes([t8, n])
+    if n < 65536:
+        return bytes([t16]) + struct.pack(">H", n)
+    return bytes([t32]) + struct.pack(">I", n)
+
+
+def mp(v):
+    """v in the smallest MessagePack form (independent of the library)."""
+    if v is None:
+        return b"\xc0"
+    if v is True:
+        return b"\xc3"
+    if v is False:
+        return b"\xc2"
+    if isinstance(v, int):
+        if 0 <= v < 128:
+            return bytes([v])
+        if -32 <= v < 0:
+            return struct.pack(">b", v)
+        for lo, hi, tag, fmt in ((0, 0xFF, 0xcc, ">B"), (0, 0xFFFF, 0xcd, ">H"), (0, 0xFFFFFFFF, 0xce, ">I"),
+                                 (0, 2 ** 64 - 1, 0xcf, ">Q"), (-128, -1, 0xd0, ">b"),
+                                 (-32768, -1, 0xd1, ">h"), (-2 ** 31, -1, 0xd2, ">i"),
+                                 (-2 ** 63, -1, 0xd3, ">q")):
+            if lo <= v <= hi:
+                return bytes([tag]) + struct.pack(fmt, v)
+        raise ValueError(v)
+    if isinstance(v, float):
+        return b"\xcb" + struct.pack(">d", v)
+    if isinstance(v, str):
+        b = v.encode("utf-8")
+        return mp_head(len(b), 0xa0, 31, 0xd9, 0xda, 0xdb) + b
+    if isinstance(v, bytes):
+        return mp_head(len(v), None, 0, 0xc4, 0xc5, 0xc6) + v
+    if isinstance(v, list):
+        return mp_head(len(v), 0x90, 15, None, 0xdc, 0xdd) + b"".join(mp(x) for x in v)
+    if isinstance(v, dict):
+        return mp_head(len(v), 0x80, 15, None, 0xde, 0xdf) + b"".join(mp(k) + mp(x) for k, x in v.items())
+    raise TypeError(v)
+
+
+def f32(x):
+    return b"\xca" + struct.pack(">f", x)
+
+
+def msgpack_corpus():
+    m = {}
+    d = bytes([DEPTH64])
+    m["nil_bool"] = d + mp([None, True, False])
+    m["fixint"] = d + mp([0, 1, 127, -1, -32])
+    m["ints_edges"] = d + mp([128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 63 - 1, -33, -128, -129,
+                              -32768, -32769, -2 ** 31, -2 ** 31 - 1, -2 ** 63])
+    m["uint64_above_int64"] = d + mp([2 ** 63, 2 ** 64 - 1, 2 ** 63 + 1025])
+    m["ints_not_smallest"] = d + bytes.fromhex("98cc00cd0001ce00000001cf0000000000000001d000d10001d200000001d300000000000000ff")
+    m["floats"] = d + b"\x99" + f32(1.5) + f32(-0.0) + f32(3.4028234663852886e38) + struct.pack(">BI", 0xca, 1) + \
+        mp(0.1) + mp(-0.0) + mp(5e-324) + mp(1.7976931348623157e308) + mp(2.0 ** 63)
+    m["strings"] = d + mp(["", "a", "x" * 31, "y" * 32, "z" * 255, "w" * 256, "Hello, мир! 你好 🙂", "a\x00b"])
+    m["string_str32_short"] = d + b"\x92\xdb\x00\x00\x00\x03abc\xda\x00\x00"
+    m["binary"] = d + mp([b"", b"\x00\xff", bytes(range(256)), b"\xc1\x80" * 40]) + b""
+    m["binary_bin32_short"] = d + b"\x92\xc6\x00\x00\x00\x02\xc0\xc1\xc5\x00\x00"
+    m["arrays"] = d + mp([[], [1] * 15, [2] * 16, [[[]]]])
+    m["array16_300"] = d + mp([None, 1, "x"] * 100)
+    m["string_300"] = d + mp("s" * 300)
+    m["array32_short"] = d + b"\xdd\x00\x00\x00\x02\xdc\x00\x00\x90"
+    m["maps"] = d + mp({"": {}, "a": 1, "b": {"c": [1, {"d": None}]}, "k" * 40: {str(i): i for i in range(16)}})
+    m["map32_short"] = d + b"\xdf\x00\x00\x00\x01\xa1k\xde\x00\x00"
+    m["duplicate_keys"] = d + b"\x83\xa1a\x01\xa1b\x02\xa1a\x03"
+    m["envelope"] = d + mp({"type": "chat.send", "payload": {"text": "hi", "n": [1, 2.5, None], "blob": b"\x01\x02"},
+                            "rpcId": "c1"})
+    m["array_deep64"] = d + b"\x91" * 63 + b"\x90"
+    m["array_deep64_int"] = d + b"\x91" * 64 + b"\x01"
+    m["array_deep65"] = d + b"\x91" * 65 + b"\x01"
+    m["array_deep65_empty"] = d + b"\x91" * 64 + b"\x90"
+    m["map_deep64"] = d + b"\x81\xa1a" * 64 + b"\xc0"
+    m["map_deep65_empty"] = d + b"\x81\xa1a" * 64 + b"\x80"
+    m["limits_depth1"] = bytes([DEPTH1]) + mp([[1]])
+    m["limits_depth1_empty"] = bytes([DEPTH1]) + mp([[]])
+    m["limits_depth3"] = bytes([DEPTH3]) + mp({"a": [{"b": [1]}]})
+    m["limits_nodes3"] = bytes([DEPTH64 | NODES3]) + mp([1, 2, 3])
+    m["limits_nodes16"] = bytes([DEPTH64 | NODES16]) + mp({"k": list(range(20))})
+    m["bad_c1"] = d + b"\x92\x01\xc1"
+    m["bad_ext"] = d + b"\x96\xd4\x01\x00\xd5\x01\x00\x00\xd6\xff\x00\x00\x00\x00\xc7\x01\x05\x00" \
+        b"\xc8\x00\x01\x05\x00\xc9\x00\x00\x00\x01\x05\x00"
+    m["bad_fixext16"] = d + b"\xd8\x01" + bytes(16)
+    m["bad_nan32"] = d + b"\x91\xca\x7f\xc0\x00\x00"
+    m["bad_inf64"] = d + b"\x81\xa1x\xcb\x7f\xf0" + bytes(6)
+    m["bad_key_int"] = d + b"\x81\x01\x01"
+    m["bad_key_bin"] = d + b"\x81\xc4\x01a\x01"
+    m["bad_key_array"] = d + b"\x82\xa1a\x01\x90\x01"
+    m["bad_utf8"] = d + b"\x93\xa2\xc3\x28\xa3\xed\xa0\x80\xa2\xc0\xaf"
+    m["bad_truncated"] = d + mp({"a": [1, 2, "xyz"]})[:-1]
+    m["bad_truncated_header"] = d + b"\x92\xcd\x01"
+    m["bad_trailing"] = d + b"\x90\x00"
+    m["bad_str32_4gib"] = d + b"\xdb\xff\xff\xff\xffabc"
+    m["bad_bin32_4gib"] = d + b"\xc6\xff\xff\xff\xff\x00"
+    m["bad_array32_huge"] = d + b"\x91\xdd\xff\xff\xff\xff\x01\x02"
+    m["bad_map32_huge"] = d + b"\xdf\xff\xff\xff\xff\xa1a\x01"
+    m["bad_empty"] = d
+    # writer commands: after the value, C1 C1
+    sep = b"\xc1\xc1"
+    m["writer_object"] = d + mp(0) + sep + bytes([W_OBJECT]) + wkey(b"id") + bytes([W_INT8, 42]) + \
+        wkey(b"name") + wstr(b"caf\xc3\xa9 \x01") + wkey(b"list") + bytes([W_ARRAY]) + \
+        bytes([W_BOOL | 1 << 4, W_NULL] + [W_INT_EDGE | k << 4 for k in range(16)] +
+              [W_DOUBLE_EDGE | 1 << 4, W_DOUBLE_EDGE | 5 << 4, W_DOUBLE_EDGE | 12 << 4, W_END, W_END])
+    m["writer_binary"] = d + mp(0) + sep + bytes([W_ARRAY, MW_BIN, MW_BIN | 1 << 4]) + bytes(range(17)) + \
+        bytes([MW_BIN | 15 << 4]) + bytes(255) + bytes([W_END])
+    m["writer_16_elements"] = d + mp(0) + sep + bytes([W_ARRAY, W_ARRAY] + [W_NULL] * 16 + [W_END, W_OBJECT]) + \
+        b"".join(wkey(b"%x" % i) + bytes([W_INT8, i]) for i in range(16)) + bytes([W_END, W_END])
+    m["writer_value"] = d + mp({"a": [1, 2.5, "x", b"\x00"]}) + sep + bytes([W_ARRAY, W_VALUE, W_VALUE, W_END])
+    m["writer_misuse"] = d + mp(1) + sep + bytes([W_ARRAY]) + wkey(b"k") + bytes([W_NULL, W_END])
+    m["writer_nan"] = d + mp(1) + sep + bytes([W_ARRAY, W_DOUBLE64]) + struct.pack("<d", float("nan")) + \
+        bytes([W_END])
+    m["writer_bad_utf8"] = d + mp(1) + sep + bytes([W_OBJECT]) + wkey(b"\xc3") + wstr(b"\xed\xa0\x80") + \
+        bytes([W_END])
+    m["writer_reset"] = d + mp(1) + sep + bytes([W_ARRAY, W_ARRAY, W_RESET, W_OBJECT, W_CSTR | 9 << 4, 0x61,
+                                                 W_CSTR | 15 << 4, W_END])
+    # a result of exactly 4096 bytes: 255 strings of 15 and one of 12 in an array16
+    m["writer_exactly_4096"] = d + mp(1) + sep + bytes([W_ARRAY]) + wstr(b"0123456789abcde") * 255 + \
+        wstr(b"0123456789ab") + bytes([W_END])
+    m["writer_4097"] = d + mp(1) + sep + bytes([W_ARRAY]) + wstr(b"0123456789abcde") * 255 + \
+        wstr(b"0123456789abc") + bytes([W_END])
+    return m
+
+
 def app_corpus():
     # The last byte of a seed picks what happens to kept requests: bit 0
     # answers ok (1) or with an error (0), bit 1 lets the timeout pass
@@ -541,6 +682,7 @@ def main():
     write("response", RESPONSES)
     write("frames", frames_corpus())
     write("json", json_corpus())
+    write("msgpack", msgpack_corpus())
     write("app", app_corpus())
     write("client", client_corpus())
     write("resp", resp_corpus())
