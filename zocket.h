@@ -1436,8 +1436,8 @@ typedef struct zk_client_opts {
     size_t param_count;
     const zk_http_header *headers;  /* real HTTP headers */
     size_t header_count;
-    const char *const *protocols;   /* subprotocols to offer; NULL with codec
-                                       ZK_CODEC_MSGPACK: "zocket.msgpack" */
+    const char *const *protocols;   /* subprotocols to offer (at most 8, with codec
+                                       ZK_CODEC_MSGPACK 7: "zocket.msgpack" comes first) */
     size_t protocol_count;
     int codec;                      /* ZK_CODEC_JSON (0) or ZK_CODEC_MSGPACK: calls and
                                        events go as MessagePack (payloads are still
@@ -1530,7 +1530,9 @@ ZK_API int zk_client_emit(zk_client *client, const char *type, const char *paylo
 ZK_API int zk_client_on(zk_client *client, const char *type, zk_listener_fn fn, void *user);
 /* Stops the listener added with the same type, fn and user; ZK_ENOTFOUND. */
 ZK_API int zk_client_off(zk_client *client, const char *type, zk_listener_fn fn, void *user);
-/* Events nobody listened to, counted (they are not errors). */
+/* Events nobody listened to, and messages from the server that could not
+   be read (not in the client's codec, malformed), counted; they are not
+   errors and are otherwise dropped. */
 ZK_API uint64_t zk_client_unhandled(const zk_client *client);
 
 /* A call made again, before the queue, on every reconnect (rejoining rooms);
@@ -8456,6 +8458,8 @@ struct zk_client {
     zk__rejoin *rejoins;
     zk__listener *listeners;
     uint64_t next_rpc, unhandled;
+    const char *refused;          /* why we closed the connection ourselves, or NULL */
+    const char *protos[8];        /* zocket.msgpack, then opts.protocols (8: the connection's limit) */
     int dispatching;              /* listeners running: zk_client_off only marks */
     zk_doc doc, scratch;
     zk_writer w;                  /* JSON: keys, the cache, JSON envelopes */
@@ -9161,7 +9165,8 @@ ZK__PRIVATE void zk__client_on_open(zk_conn *conn, const zk_http_request *req) {
     (void)req;
     if (!c || c->conn != conn) return;
     if (c->opts.codec == ZK_CODEC_MSGPACK && !zk_str_eq_nocase(zk_conn_protocol(conn), ZK_PROTOCOL_MSGPACK)) {
-        zk_conn_close(conn, ZK_CLOSE_POLICY, "the server does not speak zocket.msgpack");
+        c->refused = "the server does not speak zocket.msgpack";
+        zk_conn_close(conn, ZK_CLOSE_POLICY, c->refused);
         return;
     }
     zk_timer_start(&c->ping, c->opts.ping_interval_ms ? c->opts.ping_interval_ms : 15000,
@@ -9236,10 +9241,12 @@ ZK__PRIVATE void zk__client_on_message(zk_conn *conn, zk_str data, int binary) {
     zk_str t;
     if (!c || c->conn != conn) return; /* a connection we let go */
     zk__client_alive(c);
-    if (binary != (c->opts.codec == ZK_CODEC_MSGPACK)) return; /* not in our codec: not for us */
-    if (binary ? zk_msgpack_parse(&c->doc, data.ptr, data.len) != ZK_OK
-               : zk_json_parse(&c->doc, (char *)(uintptr_t)data.ptr, data.len) != ZK_OK)
+    if (binary != (c->opts.codec == ZK_CODEC_MSGPACK) || /* not in our codec, or unreadable: counted */
+        (binary ? zk_msgpack_parse(&c->doc, data.ptr, data.len) != ZK_OK
+                : zk_json_parse(&c->doc, (char *)(uintptr_t)data.ptr, data.len) != ZK_OK)) {
+        c->unhandled++;
         return;
+    }
     root = zk_doc_root(&c->doc);
     type = zk_value_get(root, "type");
     t = zk_value_str(type);
@@ -9343,10 +9350,13 @@ ZK__PRIVATE void zk__client_on_close(zk_conn *conn, int code, zk_str reason, int
     zk_timer_stop(&c->stable);
     if (c->dead) snprintf(why, sizeof why, "no answer to a ping in time");
     else if (status) snprintf(why, sizeof why, "upgrade refused: HTTP %d %s", status, zk_http_status_text(status));
+    else if (c->refused) snprintf(why, sizeof why, "%s", c->refused); /* ours, whatever the peer echoed */
     else if (reason.len) snprintf(why, sizeof why, "%.*s", (int)ZK__MIN(reason.len, sizeof why - 1), reason.ptr);
     else snprintf(why, sizeof why, "closed (%d)", code);
     if (c->dead) code = ZK_CLOSE_ABNORMAL;
+    if (c->refused) code = ZK_CLOSE_POLICY;
     c->dead = 0;
+    c->refused = NULL;
     c->authed = 0;
     if (c->state == ZK_CLIENT_CLOSED) return;
     /* a refusal the same request will meet again (401, 403, 404...) is
@@ -9446,10 +9456,13 @@ ZK_API zk_client *zk_client_new(zk_loop *loop, const zk_client_opts *opts, int *
     memset(c, 0, sizeof *c);
     c->loop = loop;
     c->opts = *opts;
-    if (opts->codec == ZK_CODEC_MSGPACK && !opts->protocols) {
-        static const char *const msgpack_only[] = {ZK_PROTOCOL_MSGPACK};
-        c->opts.protocols = msgpack_only;
-        c->opts.protocol_count = 1;
+    if (opts->codec == ZK_CODEC_MSGPACK) { /* zocket.msgpack first, then yours */
+        size_t i, n = 0;
+        c->protos[n++] = ZK_PROTOCOL_MSGPACK;
+        for (i = 0; i < opts->protocol_count && n < 8; i++)
+            if (!zk_str_eq_nocase(zk_str_c(opts->protocols[i]), ZK_PROTOCOL_MSGPACK)) c->protos[n++] = opts->protocols[i];
+        c->opts.protocols = c->protos;
+        c->opts.protocol_count = n;
     }
     c->rpcs.keep = c->inflight.keep = 1; /* they empty after every answer */
     zk_doc_init(&c->doc);

@@ -70,8 +70,8 @@ typedef struct zk_client_opts {
     size_t param_count;
     const zk_http_header *headers;  /* real HTTP headers */
     size_t header_count;
-    const char *const *protocols;   /* subprotocols to offer; NULL with codec
-                                       ZK_CODEC_MSGPACK: "zocket.msgpack" */
+    const char *const *protocols;   /* subprotocols to offer (at most 8, with codec
+                                       ZK_CODEC_MSGPACK 7: "zocket.msgpack" comes first) */
     size_t protocol_count;
     int codec;                      /* ZK_CODEC_JSON (0) or ZK_CODEC_MSGPACK: calls and
                                        events go as MessagePack (payloads are still
@@ -164,7 +164,9 @@ ZK_API int zk_client_emit(zk_client *client, const char *type, const char *paylo
 ZK_API int zk_client_on(zk_client *client, const char *type, zk_listener_fn fn, void *user);
 /* Stops the listener added with the same type, fn and user; ZK_ENOTFOUND. */
 ZK_API int zk_client_off(zk_client *client, const char *type, zk_listener_fn fn, void *user);
-/* Events nobody listened to, counted (they are not errors). */
+/* Events nobody listened to, and messages from the server that could not
+   be read (not in the client's codec, malformed), counted; they are not
+   errors and are otherwise dropped. */
 ZK_API uint64_t zk_client_unhandled(const zk_client *client);
 
 /* A call made again, before the queue, on every reconnect (rejoining rooms);

@@ -181,7 +181,7 @@ static int on_connect(zk_conn *c, const zk_http_request *req, void **context) {
     (void)context;
     /* a connection speaks what its client asked for (raw JSON probes offer nothing) */
     if (zk_http_header_get(req->headers, req->header_count, "Sec-WebSocket-Protocol").len)
-        CHECK_EQ_INT(zk_conn_codec(c), test_codec);
+        CHECK_EQ_INT(zk_conn_codec(c), W->opts.codecs == ZK_APP_JSON ? ZK_CODEC_JSON : test_codec);
     else
         CHECK_EQ_INT(zk_conn_codec(c), ZK_CODEC_JSON);
     copy_view(W->hook_path, sizeof W->hook_path, req->path);
@@ -2509,6 +2509,28 @@ TEST(each_allocation_can_fail_in_turn) {
     if (getenv("TEST_VERBOSE")) printf("  %ld allocations failed in turn\n", failures);
 }
 
+/* A MessagePack client, a server that does not select zocket.msgpack: the
+   client ends (1008, with its own reason), never speaking the wrong codec. */
+TEST(msgpack_client_refuses_a_server_without_msgpack) {
+    world *w = world_new();
+    probe p;
+    zk_client_opts o;
+    zk_client *c;
+    int code = 0;
+    w->opts.codecs = ZK_APP_JSON;
+    world_start(w);
+    client_opts(w, &p, &o);
+    o.codec = ZK_CODEC_MSGPACK;
+    c = client_start(w, &o);
+    run_for(w, 100);
+    CHECK_EQ_INT(zk_client_state(c), ZK_CLIENT_CLOSED);
+    CHECK(strstr(zk_client_error(c, &code), "does not speak zocket.msgpack") != NULL);
+    CHECK_EQ_INT(code, ZK_CLOSE_POLICY);
+    CHECK_EQ_INT(p.opens, 0);
+    CHECK_EQ_INT(zk_client_call(c, "echo", "1", 1, NULL, NULL, NULL), ZK_ECLOSED);
+    world_free(w);
+}
+
 int main(void) {
     (void)guard_alloc;
     (void)guard_free;
@@ -2517,6 +2539,7 @@ int main(void) {
     printf("codec: %s\n", test_codec == ZK_CODEC_MSGPACK ? "msgpack" : "json");
     RUN(state_names_and_accessors);
     RUN(new_refuses_bad_options);
+    RUN(msgpack_client_refuses_a_server_without_msgpack);
     RUN(drop_and_abort_reconnect_and_close_ends_it);
     RUN(close_codes_that_stop_the_client);
     RUN(final_close_fails_calls_in_flight_with_closed);

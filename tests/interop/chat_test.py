@@ -3,7 +3,7 @@
 10.4 (Debian python3-websockets) as the client, and its page with http.client.
 
     /usr/bin/python3 tests/interop/chat_test.py http://127.0.0.1:P/ \
-        [--sigterm-url http://127.0.0.1:Q/ --sigterm-pid PID]
+        [--codec json|msgpack] [--sigterm-url http://127.0.0.1:Q/ --sigterm-pid PID]
 
 The argument is the URL build/chat prints ("chat: open http://H:P/"); the
 Zocket endpoint is ws://H:P/ws?name=NAME. With --sigterm-*, it also connects
@@ -12,6 +12,18 @@ closed with 1001 (going away). Prints one "ok NAME" or
 "FAIL NAME: why" line per check and exits non-zero if any failed. Every
 check opens its own connections, with names and rooms of its own, and every
 wait is bounded. Payloads are compared exactly.
+
+--codec (json by default) is what every client of the checks speaks: json
+offers no subprotocol and sends and expects JSON text frames; msgpack
+offers "zocket.msgpack", sends envelopes packed by Debian's python3-msgpack
+(packb(use_bin_type=True)) in binary frames and reads what it gets with
+unpackb(raw=False); a connection must have that subprotocol selected, and
+every frame it receives must be binary. The checks are the same in both
+(but for their input where it must be malformed or of the other codec's
+kind: each codec's own); msgpack adds checks of its own: every MessagePack type through __ping, bin where a string is
+wanted, and JSON and MessagePack clients in one room (each other's messages,
+decoded, identical). Exits 2 when --codec msgpack and python3-msgpack
+cannot be imported.
 
 "Nothing else arrived" is checked without sleeping: a client makes a
 chat.rooms call, and whatever reached it before the answer (the server sends
@@ -28,6 +40,11 @@ import sys
 import urllib.parse
 
 import websockets
+
+try:
+    import msgpack
+except ImportError:  # --codec msgpack says so
+    msgpack = None
 
 WAIT = 5            # seconds for any one message or HTTP answer
 CHECK_TIMEOUT = 30  # seconds for any one check
@@ -65,21 +82,101 @@ def expect_equal(got, want, what):
 
 
 def short(v, limit=300):
-    s = json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else repr(v)
+    s = json.dumps(v, ensure_ascii=False, default=repr) if not isinstance(v, str) else repr(v)
     return s if len(s) <= limit else s[:limit] + f"... ({len(s)} chars)"
 
 
-class Peer:
-    """One chat connection. Messages that arrive while waiting for another
-    one are kept, in order, in self.pending for later takes."""
+class Json:
+    """Envelopes as JSON text frames; offers protocol (None: no subprotocol)."""
+    name, binary = "JSON", False
 
-    def __init__(self, ws, name):
-        self.ws, self.name = ws, name
+    def __init__(self, protocol=None):
+        self.protocol = protocol
+
+    def encode(self, msg):
+        return json.dumps(msg)
+
+    def decode(self, frame):
+        """The message in frame; raises ValueError when it is not one."""
+        if not isinstance(frame, str):
+            raise ValueError(f"a binary frame ({len(frame)} bytes) in a JSON session")
+        try:
+            return json.loads(frame)
+        except ValueError:
+            raise ValueError(f"a frame that is not JSON: {short(frame)}")
+
+    @staticmethod
+    def malformed():
+        """Input the server must answer with __error BAD_REQUEST: (what, frame)."""
+        return [(repr(raw), raw) for raw in (
+            '{"type":"chat.join","payload":{"room":"mf"},"rpcId":"x"',  # truncated
+            "not json at all", "[1,2,3]", '"a string"', "{}")]
+    # a frame of the other codec's kind
+    other_kind = b"\x82\xa4type\xaachat.rooms\xa5rpcId\xa2ok"
+
+
+class MsgPack:
+    """Envelopes as MessagePack maps in binary frames (python3-msgpack)."""
+    name, binary, protocol = "MessagePack", True, "zocket.msgpack"
+
+    @staticmethod
+    def encode(msg):
+        return msgpack.packb(msg, use_bin_type=True)
+
+    @staticmethod
+    def decode(frame):
+        if not isinstance(frame, bytes):
+            raise ValueError(f"a text frame in a MessagePack session: {short(frame)}")
+        try:
+            return msgpack.unpackb(frame, raw=False)
+        except Exception as e:
+            raise ValueError(f"a frame that is not MessagePack ({type(e).__name__}: {e}):"
+                             f" {frame[:100].hex()}")
+
+    @staticmethod
+    def malformed():
+        pack = MsgPack.encode
+        return [
+            ("a truncated map", pack({"type": "chat.join", "payload": {"room": "mf"}, "rpcId": "x"})[:-1]),
+            ("0xc1 (never used)", b"\xc1"),
+            ("an array", pack([1, 2, 3])),
+            ("a string", pack("a string")),
+            ("an empty map", pack({})),
+            ("a map, then one more byte", pack({"type": "chat.rooms", "rpcId": "x"}) + b"\x00"),
+            ("a map with an integer key", pack({1: 2})),
+            ("an ext type in the payload",
+             pack({"type": "chat.rooms", "rpcId": "x", "payload": msgpack.ExtType(5, b"ab")})),
+            ("a str that is not UTF-8", b"\x82\xa4type\xa2\xff\xfe\xa5rpcId\xa1x"),
+            ("a str32 declaring 4 GiB", b"\x82\xa4type\xdb\xff\xff\xff\xff"),
+            ("a map16 declaring 65535 pairs", b"\xde\xff\xff\xa4type"),
+            ("NaN", pack({"type": "chat.rooms", "rpcId": "x", "payload": float("nan")})),
+        ]
+    other_kind = '{"type":"chat.rooms","rpcId":"ok"}'
+
+
+CODECS = {"json": Json(), "msgpack": MsgPack()}
+
+
+class Message(dict):
+    """A message received; .frame is the frame it came in."""
+
+
+class Peer:
+    """One chat connection, speaking codec. Messages that arrive while
+    waiting for another one are kept, in order, in self.pending for later
+    takes."""
+
+    def __init__(self, ws, name, codec):
+        self.ws, self.name, self.codec = ws, name, codec
         self.pending = []
         self.seq = 0
+        if ws.subprotocol != codec.protocol:
+            raise Failure(f"{name}: subprotocol {ws.subprotocol!r} selected, want {codec.protocol!r}")
 
     async def send(self, msg):
-        await self.ws.send(msg if isinstance(msg, str) else json.dumps(msg))
+        """An envelope, encoded; str or bytes are sent as they are (a text or
+        a binary frame)."""
+        await self.ws.send(msg if isinstance(msg, (str, bytes)) else self.codec.encode(msg))
 
     async def take(self, pred, what, timeout=WAIT):
         for i, m in enumerate(self.pending):
@@ -98,14 +195,14 @@ class Peer:
                 continue
             except websockets.ConnectionClosed as e:
                 raise Failure(f"{self.name}: connection closed ({e}) while waiting for {what}")
-            if not isinstance(raw, str):
-                raise Failure(f"{self.name}: a binary frame ({len(raw)} bytes) in a JSON session")
             try:
-                m = json.loads(raw)
-            except ValueError:
-                raise Failure(f"{self.name}: a frame that is not JSON: {short(raw)}")
+                m = self.codec.decode(raw)
+            except ValueError as e:
+                raise Failure(f"{self.name}: {e}")
             if not isinstance(m, dict):
                 raise Failure(f"{self.name}: a message that is not an object: {short(raw)}")
+            m = Message(m)
+            m.frame = raw
             if pred(m):
                 return m
             self.pending.append(m)
@@ -157,21 +254,29 @@ class Peer:
 
 
 class Chat:
-    def __init__(self, url):
+    def __init__(self, url, codec):
         u = urllib.parse.urlsplit(url)
         if u.scheme != "http" or not u.hostname or not u.port:
             raise SystemExit(f"usage: chat_test.py http://HOST:PORT/ (got {url!r})")
         self.host, self.port = u.hostname, u.port
         self.ws_url = f"ws://{self.host}:{self.port}/ws"
+        self.codec = codec
         self.peers = []
 
-    def connect_raw(self, query):
+    def connect_raw(self, query, codec=None):
+        protocol = (codec or self.codec).protocol
         return websockets.connect(self.ws_url + query, open_timeout=WAIT, close_timeout=WAIT,
+                                  subprotocols=[protocol] if protocol else None,
                                   ping_interval=None, compression=None, max_size=1 << 20)
 
-    async def peer(self, name):
-        ws = await self.connect_raw("?name=" + urllib.parse.quote(name))
-        p = Peer(ws, name)
+    async def peer(self, name, codec=None):
+        """A connection named name, speaking codec (the run's by default)."""
+        ws = await self.connect_raw("?name=" + urllib.parse.quote(name), codec)
+        try:
+            p = Peer(ws, name, codec or self.codec)
+        except Failure:
+            await ws.close()
+            raise
         self.peers.append(p)
         return p
 
@@ -259,9 +364,7 @@ async def name_decoded(chat):
     connections may share one."""
     a = await chat.peer("nd_" + "n" * 29)
     await a.ok("chat.join", {"room": "nd"})
-    ws = await chat.connect_raw("?name=" + urllib.parse.quote("nd_b\u00e9a \"q\" \u20ac"))
-    b = Peer(ws, "nd_b\u00e9a \"q\" \u20ac")
-    chat.peers.append(b)
+    b = await chat.peer("nd_b\u00e9a \"q\" \u20ac")  # sent percent-encoded
     twin = await chat.peer(b.name)
     expect_equal(members_of(await b.ok("chat.join", {"room": "nd"})),
                  {"room": "nd", "members": sorted([a.name, b.name])}, "join answer")
@@ -582,16 +685,39 @@ async def event_errors(chat):
 
 async def malformed(chat):
     a = await chat.peer("mf_alice")
-    for raw in ('{"type":"chat.join","payload":{"room":"mf"},"rpcId":"x"',  # truncated
-                "not json at all", "[1,2,3]", '"a string"', "{}"):
+    for what, raw in chat.codec.malformed():
         await a.send(raw)
-        m = await a.take(lambda m: True, f"an answer to {raw!r}")
+        m = await a.take(lambda m: True, f"an answer to {what}")
         try:
             expect_error(m, "__error", "BAD_REQUEST")
         except Failure as e:
-            raise Failure(f"after {raw!r}: {e}")
+            raise Failure(f"after {what}: {e}")
     expect_equal(await a.ok("chat.join", {"room": "mf"}), {"room": "mf", "members": ["mf_alice"]},
                  "chat.join after the malformed messages")
+    await a.quiet()
+    await chat.close_all()
+
+
+async def other_kind(chat):
+    """A frame of the other codec's kind (binary in a JSON session, text in a
+    MessagePack one) is not read: __error BAD_REQUEST, answered in the
+    session's own codec."""
+    a = await chat.peer("ok_alice")
+    await a.send(chat.codec.other_kind)
+    expect_error(await a.take(lambda m: True, "an answer to the frame"), "__error", "BAD_REQUEST")
+    expect_equal(await a.ok("chat.join", {"room": "ok"}), {"room": "ok", "members": ["ok_alice"]},
+                 "chat.join after it")
+    await a.quiet()
+    await chat.close_all()
+
+
+async def integer_rpc_ids(chat):
+    """An integer rpcId comes back as the same integer, of any width."""
+    a = await chat.peer("ir_alice")
+    for i in (0, 7, -1, -33, 128, 255, 256, 65535, 65536, 2 ** 32, 2 ** 53 + 1, 2 ** 63 - 1, -2 ** 63):
+        m = await a.call("chat.rooms", rpc_id=i)
+        if m.get("type") != "__rpc_res" or type(m.get("rpcId")) is not int:
+            raise Failure(f"rpcId {i}: answered {short(m)}")
     await a.quiet()
     await chat.close_all()
 
@@ -654,6 +780,110 @@ async def many_clients(chat, n=5, per_client=10):
     await chat.close_all()
 
 
+# ---- MessagePack only ------------------------------------------------------
+
+# A payload with each MessagePack type and the forms of each: fixint, every
+# integer width either side of its limits, float64, str (fix, 8, 16), bin
+# (8, 16), array and map (fix, 16), nested, empty. python3-msgpack packs
+# each in its smallest form; the whole envelope stays under the 64 KiB that
+# build/chat reads.
+EVERY_TYPE = {
+    "nil": None, "true": True, "false": False,
+    "pos": [0, 1, 127, 128, 255, 256, 65535, 65536, 2 ** 32 - 1, 2 ** 32, 2 ** 63 - 1],
+    "neg": [-1, -32, -33, -128, -129, -32768, -32769, -2 ** 31, -2 ** 31 - 1, -2 ** 63],
+    "float": [1.5, -0.0, 1e300, -2.5e-300, 0.1],
+    "str": ["", "a", "x" * 31, "y" * 32, "z" * 255, "w" * 256, "\u00e9\u20ac\U0001F600" * 3000],
+    "bin": [b"", b"\x00\x01\xff", b"\x02" * 255, b"\x03" * 256, bytes(range(256)) * 20],
+    "array": [[], list(range(15)), list(range(16)), [[[[]]]]],
+    "map": [{}, {f"k{i}": i for i in range(15)}, {f"k{i}": i for i in range(16)},
+            {"deep": {"deeper": [{"x": None}]}}],
+}
+
+
+async def every_type(chat):
+    """__ping echoes its payload as __pong: every MessagePack type and form
+    comes back as the same value, and the frame is byte for byte what
+    python3-msgpack packs for it (each value in its smallest form, the same
+    type: 1 is not 1.0, -0.0 keeps its sign); a uint64 above INT64_MAX comes
+    back as a float64, as documented (zk_msgpack_parse: as JSON does with an
+    integer that large), and a float32 as a float64 of the same value."""
+    a = await chat.peer("et_alice")
+    await a.send({"type": "__ping", "payload": EVERY_TYPE})
+    want = {"type": "__pong", "payload": EVERY_TYPE}
+    m = await a.take(lambda m: True, "the __pong")
+    expect_equal(m, want, "the __pong")
+    frame, packed = m.frame, MsgPack.encode(want)
+    if frame != packed:
+        at = next((i for i, (x, y) in enumerate(zip(frame, packed)) if x != y), min(len(frame), len(packed)))
+        raise Failure(f"the __pong frame ({len(frame)} bytes) differs from python3-msgpack's"
+                      f" ({len(packed)} bytes) at byte {at}: {frame[at:at + 16].hex()}"
+                      f" vs {packed[at:at + 16].hex()}")
+    await a.send({"type": "__ping", "payload": 2 ** 64 - 1})
+    m = await a.take(lambda m: True, "the __pong")
+    if type(m.get("payload")) is not float or m["payload"] != float(2 ** 64 - 1):
+        raise Failure(f"uint64 2**64-1 came back as {short(m)}, want the float {float(2 ** 64 - 1)}")
+    await a.send(b"\x82\xa4type\xa6__ping\xa7payload\xca\x3f\xc0\x00\x00")  # float32 1.5
+    m = await a.take(lambda m: True, "the __pong")
+    if type(m.get("payload")) is not float or m["payload"] != 1.5:
+        raise Failure(f"float32 1.5 came back as {short(m)}")
+    await a.quiet()
+    await chat.close_all()
+
+
+async def bin_is_not_str(chat):
+    """bin is bytes, not text: where the chat wants a string, bin is
+    INVALID_INPUT at that path, however valid its bytes as UTF-8."""
+    a = await chat.peer("bs_alice")
+    r = await a.call("chat.join", {"room": b"bs"}, rpc_id="bs1")
+    issues = (expect_error(r, "__rpc_err", "INVALID_INPUT", rpc_id="bs1").get("data") or {}).get("issues")
+    if not isinstance(issues, list) or [i.get("path") for i in issues] != ["room"]:
+        raise Failure(f"want one issue at path 'room': {short(r)}")
+    await a.ok("chat.join", {"room": "bs"})
+    r = await a.call("chat.send", {"room": "bs", "text": b"hi"}, rpc_id="bs2")
+    expect_text_issue(expect_error(r, "__rpc_err", "INVALID_INPUT", rpc_id="bs2"))
+    await a.quiet()
+    await chat.close_all()
+
+
+async def mixed_room(chat):
+    """A JSON client (no subprotocol), another offering zocket.json and a
+    MessagePack client in one room: each gets the others' chat.joined,
+    chat.message and chat.left in its own codec, and the decoded payloads
+    are identical; chat.rooms answers them identically too."""
+    j = await chat.peer("mx_json", Json())
+    k = await chat.peer("mx_json2", Json("zocket.json"))
+    m = await chat.peer("mx_mp", MsgPack())
+    peers = (j, k, m)
+    for i, p in enumerate(peers):
+        expect_equal(members_of(await p.ok("chat.join", {"room": "mx"})),
+                     {"room": "mx", "members": sorted(q.name for q in peers[:i + 1])},
+                     f"{p.name}'s join answer")
+    for i, p in enumerate(peers):
+        expect_equal([e.get("name") for e in await p.events("chat.joined", len(peers) - 1 - i)],
+                     [q.name for q in peers[i + 1:]], f"{p.name}'s chat.joined names")
+    texts = ["plain", 'quote " backslash \\ newline \n <b>&amp;</b> \u00e9\u20ac\U0001F600 \u2028',
+             "\u00e9" * (MAX_TEXT // 2), "y" * MAX_TEXT, "\x00\x01\x1f nul and controls"]
+    for sender in peers:
+        for text in texts:
+            await sender.ok("chat.send", {"room": "mx", "text": text})
+            want = {"room": "mx", "from": sender.name, "text": text}
+            for p in peers:
+                expect_equal(await p.event("chat.message"), want,
+                             f"{p.name}'s chat.message from {sender.name} ({len(text)} characters)")
+    rooms = [room_entry(await p.ok("chat.rooms"), "mx") for p in peers]
+    for p, r in zip(peers, rooms):
+        expect_equal(r, [{"room": "mx", "members": 3}], f"{p.name}'s chat.rooms entry")
+    for leaver in (m, j):  # the MessagePack client leaves, then a JSON one
+        await leaver.ok("chat.leave", {"room": "mx"})
+        for p in peers:
+            if p is not leaver and (leaver is m or p is not m):
+                expect_equal(await p.event("chat.left"), {"room": "mx", "name": leaver.name},
+                             f"{p.name}'s chat.left for {leaver.name}")
+    for p in peers:
+        await p.quiet()
+    await chat.close_all()
+
+
 async def sigterm(chat, pid):
     a = await chat.peer("st_alice")
     b = await chat.peer("st_bob")
@@ -676,10 +906,16 @@ async def sigterm(chat, pid):
 async def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
+    parser.add_argument("--codec", choices=sorted(CODECS), default="json")
     parser.add_argument("--sigterm-url")
     parser.add_argument("--sigterm-pid", type=int)
     args = parser.parse_args()
-    chat = Chat(args.url)
+    if args.codec == "msgpack" and msgpack is None:
+        print("chat_test.py: --codec msgpack needs python3-msgpack (tools/deps.sh msgpack)",
+              file=sys.stderr)
+        return 2
+    codec = CODECS[args.codec]
+    chat = Chat(args.url, codec)
 
     async def run(name, fn):
         async def go():
@@ -716,12 +952,21 @@ async def main():
     await run("failed chat.send events answer __error with ref chat.send; success is silent",
               event_errors)
     await run("malformed messages answer BAD_REQUEST; the connection keeps working", malformed)
+    await run(f"a {'text' if codec.binary else 'binary'} frame in a {codec.name} session:"
+              " BAD_REQUEST; the connection keeps working", other_kind)
+    await run("integer rpcIds of every width come back as the same integers", integer_rpc_ids)
     await run("a call without a type answers __rpc_err BAD_REQUEST with its rpcId",
               missing_type_call)
     await run("unknown type: NOT_FOUND as a call and as an event", unknown_type)
     await run("5 clients x 10 messages: everyone gets each once, in one order", many_clients)
+    if args.codec == "msgpack":
+        await run("__ping echoes every MessagePack type and form (uint64 over INT64_MAX and"
+                  " float32 as float64)", every_type)
+        await run("bin where a string is wanted (room, text): INVALID_INPUT", bin_is_not_str)
+        await run("JSON (none, zocket.json) and MessagePack clients in one room: the same"
+                  " events and messages, decoded identically", mixed_room)
     if args.sigterm_url:
-        chat = Chat(args.sigterm_url)
+        chat = Chat(args.sigterm_url, codec)
         await run("SIGTERM closes the connected clients with 1001",
                   lambda c: sigterm(c, args.sigterm_pid))
     return 1 if failures else 0

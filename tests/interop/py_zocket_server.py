@@ -6,11 +6,17 @@ build/zkcat (zk_client) talks to in tests/interop/run.sh, section 9.
     /usr/bin/python3 tests/interop/py_zocket_server.py --port N
 
 Prints "listening on ws://127.0.0.1:N/" once ready; exits 0 on SIGINT or
-SIGTERM (open connections are closed with 1001). Any path is accepted. Only
-JSON text frames; the subprotocol zocket.json is selected when offered.
+SIGTERM (open connections are closed with 1001). Any path is accepted.
+Two codecs, chosen per connection by the subprotocol the client offers
+(the first of the client's offers that the server speaks is selected):
+zocket.msgpack, the envelope as a MessagePack map in binary frames,
+read and written with Debian's python3-msgpack (1.0.3: unpackb(raw=False),
+packb(use_bin_type=True); without the module, zocket.msgpack is not
+offered); zocket.json or none, JSON text frames.
 
 Wire protocol (/work/shared/DESIGN.md): a text frame is one JSON object
-{"type","payload"?,"rpcId"?}. With an rpcId (a string or an integer) it is a
+{"type","payload"?,"rpcId"?} (a binary frame one MessagePack map with
+those keys). With an rpcId (a string or an integer) it is a
 call, answered exactly once, by __rpc_res {payload, rpcId} or __rpc_err
 {rpcId, error {code, message, data?}}, unless its route is defined not to
 answer; without one it is an event, answered only when it fails, by
@@ -30,11 +36,26 @@ order. Routes:
   slow             never answers
   conns            how many connections the server has accepted so far,
                    this one included
+  echo             its payload (null when there is none)
+  types            its payload with each scalar replaced by the name of the
+                   Python type the codec decoded it to ("int", "float",
+                   "str", "bytes", "bool", "nil"), containers kept
+  wire             {"codec": "msgpack" or "json", "canonical": whether
+                   packb(the decoded envelope) gives back the very bytes of
+                   the frame (python3-msgpack writes the smallest form of
+                   each value; null for JSON), "frame": the frame, in hex
+                   for MessagePack}
+  raw {hex}        MessagePack only: answers with those bytes, unchecked, as
+                   the payload of its __rpc_res (to hand a client forms
+                   python3-msgpack would not write, or bad ones); on JSON,
+                   INVALID_INPUT
   __ping           {"type":"__pong"} with the same payload (not routed; the
                    heartbeat of clients that cannot send ping frames)
   anything else    NOT_FOUND
-A frame that is not a JSON object with a string "type" gets __error
-BAD_REQUEST (no ref); a binary frame, __error BAD_REQUEST too.
+A frame that is not a map/object with a string "type" (or not JSON or
+MessagePack, or a MessagePack ext type) gets __error BAD_REQUEST (no ref);
+so does a frame of the other codec's kind (binary in a JSON session, text in
+a MessagePack one).
 """
 import argparse
 import asyncio
@@ -44,6 +65,13 @@ import urllib.parse
 
 import websockets
 from websockets.frames import Close
+
+try:
+    import msgpack
+except ImportError:  # JSON only then
+    msgpack = None
+
+MSGPACK = "zocket.msgpack"
 
 accepted = 0  # connections accepted so far
 
@@ -85,13 +113,58 @@ def number(p, key):
     return v
 
 
+class Raw:
+    """A result sent as these MessagePack bytes, unchecked."""
+
+    def __init__(self, data):
+        self.data = data
+
+
+def is_msgpack(ws):
+    return ws.subprotocol == MSGPACK
+
+
+def pack(msg):
+    return msgpack.packb(msg, use_bin_type=True)
+
+
+def no_ext(code, data):
+    raise ValueError(f"ext type {code}")
+
+
+def decode(ws, frame):
+    """The envelope in frame, or None when it is not one map/object."""
+    if isinstance(frame, bytes) != is_msgpack(ws):
+        return None
+    try:
+        if isinstance(frame, bytes):
+            return msgpack.unpackb(frame, raw=False, ext_hook=no_ext, strict_map_key=True)
+        return json.loads(frame)
+    except Exception:  # malformed, truncated, ext, extra data: all refused
+        return None
+
+
 async def send(ws, msg):
-    await ws.send(json.dumps(msg, separators=(",", ":")))
+    if is_msgpack(ws):
+        await ws.send(pack(msg))
+    else:
+        await ws.send(json.dumps(msg, separators=(",", ":")))
 
 
-async def route(ws, info, type_, payload):
-    """The result of route type_ (sent as __rpc_res for a call), or raises
-    ZkError, NoAnswer or CloseWith. May send events on ws first."""
+def type_names(v):
+    if isinstance(v, dict):
+        return {k: type_names(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [type_names(x) for x in v]
+    if v is None:
+        return "nil"
+    return {bool: "bool", int: "int", float: "float", str: "str", bytes: "bytes"}.get(type(v), repr(type(v)))
+
+
+async def route(ws, info, frame, msg, type_, payload):
+    """The result of route type_ (sent as __rpc_res for a call; a Raw as its
+    bytes), or raises ZkError, NoAnswer or CloseWith. May send events on ws
+    first. frame is the message as received, msg its decoded envelope."""
     if type_ == "math.add":
         p = obj(payload)
         return number(p, "a") + number(p, "b")
@@ -119,14 +192,26 @@ async def route(ws, info, type_, payload):
         raise NoAnswer()
     if type_ == "conns":
         return accepted
+    if type_ == "echo":
+        return payload
+    if type_ == "types":
+        return type_names(payload)
+    if type_ == "wire":
+        if is_msgpack(ws):
+            return {"codec": "msgpack", "canonical": pack(msg) == frame, "frame": frame.hex()}
+        return {"codec": "json", "canonical": None, "frame": frame}
+    if type_ == "raw":
+        if not is_msgpack(ws):
+            raise ZkError("INVALID_INPUT", "raw needs zocket.msgpack")
+        try:
+            return Raw(bytes.fromhex(obj(payload).get("hex")))
+        except (TypeError, ValueError):
+            raise ZkError("INVALID_INPUT", "hex must be a string of hex digits")
     raise ZkError("NOT_FOUND", f"no route {type_}")
 
 
-async def handle(ws, info, text):
-    try:
-        msg = json.loads(text)
-    except ValueError:
-        msg = None
+async def handle(ws, info, frame):
+    msg = decode(ws, frame)
     if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
         await send(ws, {"type": "__error",
                         "error": {"code": "BAD_REQUEST", "message": "not a Zocket envelope"}})
@@ -144,8 +229,11 @@ async def handle(ws, info, text):
         if is_call and (isinstance(rpc_id, bool) or not isinstance(rpc_id, (str, int))):
             is_call = False
             raise ZkError("BAD_REQUEST", "rpcId must be a string or an integer")
-        result = await route(ws, info, type_, payload)
-        if is_call:
+        result = await route(ws, info, frame, msg, type_, payload)
+        if is_call and isinstance(result, Raw):
+            await ws.send(b"\x83" + pack("type") + pack("__rpc_res") + pack("payload")
+                          + result.data + pack("rpcId") + pack(rpc_id))
+        elif is_call:
             await send(ws, {"type": "__rpc_res", "payload": result, "rpcId": rpc_id})
     except ZkError as e:
         if is_call:
@@ -167,10 +255,6 @@ async def handler(ws, path=None):
     }
     try:
         async for frame in ws:
-            if isinstance(frame, bytes):
-                await send(ws, {"type": "__error",
-                                "error": {"code": "BAD_REQUEST", "message": "binary frames are not spoken here"}})
-                continue
             try:
                 await handle(ws, info, frame)
             except CloseWith as c:
@@ -178,6 +262,12 @@ async def handler(ws, path=None):
                 return
     except websockets.ConnectionClosed:
         pass
+
+
+def first_offer(client_offers, server_protocols):
+    """The client's first offer the server speaks (websockets' default
+    ranks by the sum of both orders, a tie for two offers)."""
+    return next((p for p in client_offers if p in server_protocols), None)
 
 
 async def main():
@@ -189,7 +279,8 @@ async def main():
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set_result, None)
     async with websockets.serve(handler, "127.0.0.1", args.port,
-                                subprotocols=["zocket.json"],
+                                subprotocols=["zocket.json"] + ([MSGPACK] if msgpack else []),
+                                select_subprotocol=first_offer,
                                 max_size=1 << 20, ping_interval=None,
                                 compression=None) as server:
         port = server.sockets[0].getsockname()[1]

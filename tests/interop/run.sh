@@ -5,17 +5,21 @@
 #      Node ws echo servers
 #   3. malformed frames sent to build/echo with Autobahn|Python
 #   4. examples/gameloop with a Python websockets client
-#   5. examples/chat: its protocol with Python websockets, its page in
-#      headless Chromium driven by playwright-core (JSON, MessagePack and
-#      mixed), and the page's zocket.js under Node (its MessagePack codec
-#      against the spec's byte vectors, its codec option)
+#   5. examples/chat: its protocol with Python websockets, run once per
+#      codec (JSON, then MessagePack with Debian's python3-msgpack, and JSON
+#      and MessagePack clients in one room), its page in headless Chromium
+#      driven by playwright-core (JSON, MessagePack and mixed), and the
+#      page's zocket.js under Node (its MessagePack codec against the spec's
+#      byte vectors, its codec option)
 #   6. zk_client through a killed and restarted build/chat: reconnect,
 #      rejoin, offline queue, delivery (build/restart_test)
 #   7. 1000 zk_clients through a graceful restart and a kill of build/chat:
 #      is the reconnect spread over time (build/herd_test)
-#   8. examples/zkcat (the command-line client) against build/chat
+#   8. examples/zkcat (the command-line client) against build/chat, with
+#      JSON and with --msgpack (and a python3-msgpack client in the room)
 #   9. examples/zkcat (zk_client) against an independent Zocket server on
-#      Python websockets (tests/interop/py_zocket_server.py)
+#      Python websockets (tests/interop/py_zocket_server.py), with JSON and
+#      with --msgpack against python3-msgpack
 #  10. chat across nodes: two build/chat sharing a Redis, then a NATS server
 #      (redis-server and nats-server started here), as one chat, with the
 #      broker unreachable when the first starts, and through a SIGKILL and
@@ -23,7 +27,8 @@
 # Expects build/echo, build/interop_client, build/gameloop, build/chat,
 # build/restart_test, build/herd_test and build/zkcat (tests/run.sh makes
 # them).
-# Installs missing peers (apt as root: python3-websockets, chromium, ...;
+# Installs missing peers (apt as root: python3-websockets, python3-msgpack,
+# chromium, ...;
 # npm ci into tests/interop/node/: ws, playwright-core; tools/deps.sh redis
 # nats for redis-server and nats-server).
 # A peer that cannot be had is skipped (SKIP name: reason), a failure under
@@ -158,18 +163,22 @@ apt_install() {
 
 have_websockets() { $PY -c 'import websockets' 2>/dev/null; }
 have_autobahn() { $PY -c 'import autobahn.twisted.websocket, twisted' 2>/dev/null; }
-if [ -x $PY ] && { ! have_websockets || ! have_autobahn; }; then
-    apt_install python3-websockets python3-autobahn python3-twisted
+have_msgpack() { $PY -c 'import msgpack' 2>/dev/null; }
+if [ -x $PY ] && { ! have_websockets || ! have_autobahn || ! have_msgpack; }; then
+    apt_install python3-websockets python3-autobahn python3-twisted python3-msgpack
 elif [ ! -x $PY ]; then
-    apt_install python3 python3-websockets python3-autobahn python3-twisted
+    apt_install python3 python3-websockets python3-autobahn python3-twisted python3-msgpack
 fi
-py_ok=1 ab_ok=1
-why_py="" why_ab=""
+py_ok=1 ab_ok=1 mp_ok=1
+why_py="" why_ab="" why_mp=""
 if [ ! -x $PY ]; then
-    py_ok=0 ab_ok=0 why_py="$PY not found" why_ab="$PY not found"
+    py_ok=0 ab_ok=0 mp_ok=0 why_py="$PY not found" why_ab="$PY not found" why_mp="$PY not found"
 else
     have_websockets || { py_ok=0; why_py="python3-websockets not importable by $PY (apt-get install python3-websockets)"; }
     have_autobahn || { ab_ok=0; why_ab="python3-autobahn/python3-twisted not importable by $PY"; }
+    # the MessagePack peer: Debian's python3-msgpack, with python3-websockets
+    if ! have_msgpack; then mp_ok=0; why_mp="python3-msgpack not importable by $PY (tools/deps.sh msgpack)"
+    elif [ $py_ok = 0 ]; then mp_ok=0; why_mp=$why_py; fi
 fi
 
 command -v node >/dev/null || apt_install nodejs npm
@@ -200,6 +209,7 @@ fi
 
 versions="peers:"
 [ $py_ok = 1 ] && versions="$versions websockets $($PY -c 'import websockets; print(websockets.__version__)')"
+[ $mp_ok = 1 ] && versions="$versions, msgpack $($PY -c 'import msgpack; print(".".join(map(str, msgpack.version)))')"
 [ $ab_ok = 1 ] && versions="$versions, autobahn $($PY -c 'import autobahn; print(autobahn.__version__)')"
 [ $node_ok = 1 ] && versions="$versions, node $(node --version), ws $(node -p "require('./$HERE/node/node_modules/ws/package.json').version")"
 [ $browser_ok = 1 ] && versions="$versions, $("$CHROMIUM" --version 2>/dev/null | grep -o 'Chromium [0-9.]*'), playwright-core $(node -p "require('./$HERE/node/node_modules/playwright-core/package.json').version")"
@@ -292,41 +302,58 @@ fi
 
 # ---- 5: examples/chat with Python websockets and headless Chromium --------
 
-# One build/chat for both clients, under valgrind memcheck when there is one
-# (tests/run.sh installs it): it must survive them and exit 0 on SIGTERM,
-# which it does not with a memory error or a leak.
-# The Python client also stops a second build/chat with SIGTERM while it is
-# connected (it must see 1001); that one must then exit 0 too.
+# One build/chat for all the clients, under valgrind memcheck when there is
+# one (tests/run.sh installs it): it must survive them and exit 0 on
+# SIGTERM, which it does not with a memory error or a leak.
+# The Python client (tests/interop/chat_test.py) runs twice, every check in
+# each codec: JSON, then MessagePack (--codec msgpack, with python3-msgpack;
+# that run adds its MessagePack checks and the mixed room of JSON and
+# MessagePack clients). Each run also stops a second build/chat of its own
+# with SIGTERM while it is connected (it must see 1001); that one must then
+# exit 0 too.
 chat_vg=""
 if command -v valgrind >/dev/null 2>&1; then
     chat_vg="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect"
 elif [ "${CI:-}" = true ]; then
     fail "chat under valgrind (missing dependency under CI: valgrind)"
 fi
+
+# chat_python CODEC GROUP CLIENTS: chat_test.py --codec CODEC against the
+# shared build/chat ($chat_url), and against a second one of its own that it
+# stops with SIGTERM; CLIENTS names those clients in the lines about it.
+chat_python() {
+    local codec=$1 group=$2 clients=$3 i
+    if ! start_server chat2 $BUILD/chat --host 127.0.0.1; then
+        fail "$group: the second build/chat did not start: $server_error"; return
+    fi
+    run_checks "$group" $PY $HERE/chat_test.py "$chat_url" --codec "$codec" \
+        --sigterm-url "$server_url" --sigterm-pid "$server_pid"
+    # it had its SIGTERM from the client: up to 5 s to exit by itself
+    for i in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.05; done
+    if kill -0 "$server_pid" 2>/dev/null; then
+        stop_pid "$server_pid"
+        fail "chat: still running 5 s after SIGTERM with $clients connected"
+    else
+        stop_pid "$server_pid"
+        if [ "$stop_status" = 0 ]; then pass "chat: exits 0 after SIGTERM with $clients connected"
+        else fail "chat: exit status after SIGTERM with $clients connected: $stop_status"
+             sed 's/^/      /' "$tmp/chat2.err" | tail -20; fi
+    fi
+}
+
 if [ ! -x $BUILD/chat ]; then
     fail "$BUILD/chat is missing (make $BUILD/chat)"
 elif start_server chat $chat_vg $BUILD/chat --host 127.0.0.1; then
     chat_pid=$server_pid chat_url=$server_url
     if [ $py_ok = 1 ]; then
-        if start_server chat2 $BUILD/chat --host 127.0.0.1; then
-            run_checks "chat <- Python websockets" $PY $HERE/chat_test.py "$chat_url" \
-                --sigterm-url "$server_url" --sigterm-pid "$server_pid"
-            # it had its SIGTERM from the client: up to 5 s to exit by itself
-            for i in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.05; done
-            if kill -0 "$server_pid" 2>/dev/null; then
-                stop_pid "$server_pid"
-                fail "chat: still running 5 s after SIGTERM with clients connected"
-            else
-                stop_pid "$server_pid"
-                if [ "$stop_status" = 0 ]; then pass "chat: exits 0 after SIGTERM with clients connected"
-                else fail "chat: exit status after SIGTERM with clients connected: $stop_status"
-                     sed 's/^/      /' "$tmp/chat2.err" | tail -20; fi
-            fi
-        else
-            fail "chat: the second build/chat did not start: $server_error"
-        fi
+        chat_python json "chat <- Python websockets" clients
     else
         skip "chat <- Python websockets" "$why_py"
+    fi
+    if [ $mp_ok = 1 ]; then
+        chat_python msgpack "chat <- Python websockets, MessagePack" "MessagePack clients"
+    else
+        skip "chat <- Python websockets, MessagePack" "$why_mp"
     fi
     if [ $browser_ok = 1 ]; then
         run_checks "chat <- Chromium" node $HERE/chat_browser.js "$chat_url"
@@ -591,7 +618,41 @@ else
 fi
 
 # 8. examples/zkcat against build/chat: --call with its exit statuses, and
-#    stream mode (stdin lines in, every message out).
+#    stream mode (stdin lines in, every message out); then with --msgpack
+#    (MessagePack on the wire, the same JSON lines in and out): --call, the
+#    same stream giving the same lines, and a MessagePack client of
+#    python3-msgpack in a room getting what zkcat --msgpack sends there.
+
+# The MessagePack listener: MP_LISTEN URL ROOM joins ROOM (offering
+# zocket.msgpack, which must be selected), prints "ready", then the payload of
+# the first chat.message as JSON (keys as received) and exits 0; exits 1 on
+# a text frame, a frame that is not MessagePack, or 10 s without it.
+MP_LISTEN='
+import asyncio, json, sys
+import msgpack, websockets
+
+async def main(url, room):
+    async with websockets.connect(url, subprotocols=["zocket.msgpack"], open_timeout=5,
+                                  ping_interval=None, compression=None) as ws:
+        if ws.subprotocol != "zocket.msgpack":
+            sys.exit(f"subprotocol {ws.subprotocol!r} selected")
+        await ws.send(msgpack.packb({"type": "chat.join", "payload": {"room": room}, "rpcId": "j"},
+                                    use_bin_type=True))
+        while True:
+            frame = await asyncio.wait_for(ws.recv(), 10)
+            if not isinstance(frame, bytes):
+                sys.exit(f"a text frame: {frame!r}")
+            m = msgpack.unpackb(frame, raw=False)
+            if m.get("rpcId") == "j":
+                if m.get("type") != "__rpc_res":
+                    sys.exit(f"join failed: {m!r}")
+                print("ready", flush=True)
+            elif m.get("type") == "chat.message":
+                print(json.dumps(m["payload"], ensure_ascii=False, separators=(",", ":")), flush=True)
+                return
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+'
 
 # zkcat_check NAME WANT_STATUS WANT_REGEX ARGS... [< input]: runs zkcat
 # (at most 15 s; under valgrind memcheck like the chat server when there is
@@ -630,12 +691,53 @@ else
         '{"type":"chat.send","payload":{"room":"s","text":"two"},"rpcId":2}' \
         '{"type":"chat.send","payload":{"room":"elsewhere","text":"x"}}' \
         '{"type":"chat.rooms","rpcId":"end"}' > "$tmp/zkcat.in"
-    zkcat_check "stream: lines in order, answers with their rpcId, events, __error" 0 \
-        '^\{"type":"__rpc_res","payload":\{"room":"s","members":\["sam"\]\},"rpcId":"j"\} \{"type":"chat.message","payload":\{"room":"s","from":"sam","text":"one"\}\} \{"type":"chat.message","payload":\{"room":"s","from":"sam","text":"two"\}\} \{"type":"__rpc_res","payload":\{"ok":true\},"rpcId":2\} \{"type":"__error","error":\{"code":"FORBIDDEN",[^}]*\}\} \{"type":"__rpc_res","payload":\[[^]]*\],"rpcId":"end"\} $' \
+    stream_re='^\{"type":"__rpc_res","payload":\{"room":"s","members":\["sam"\]\},"rpcId":"j"\} \{"type":"chat.message","payload":\{"room":"s","from":"sam","text":"one"\}\} \{"type":"chat.message","payload":\{"room":"s","from":"sam","text":"two"\}\} \{"type":"__rpc_res","payload":\{"ok":true\},"rpcId":2\} \{"type":"__error","error":\{"code":"FORBIDDEN",[^}]*\}\} \{"type":"__rpc_res","payload":\[[^]]*\],"rpcId":"end"\} $'
+    zkcat_check "stream: lines in order, answers with their rpcId, events, __error" 0 "$stream_re" \
         "$url" -p name=sam < "$tmp/zkcat.in"
     if grep -q 'line 2: not a Zocket envelope' "$tmp/zkcat.err"; then
         pass "zkcat: stream: a line that is not an envelope is reported on stderr"
     else fail "zkcat: stream: no report of the bad line 2 on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
+    cp "$tmp/zkcat.out" "$tmp/zkcat_json.out"
+    zkcat_check "--msgpack --call answers as with JSON, exit 0" 0 '^\{"room":"z","members":\["zed"\]\} $' \
+        "$url" --msgpack -p name=zed --call chat.join '{"room":"z"}'
+    zkcat_check "--msgpack --call chat.rooms answers a list of {room, members}, exit 0" 0 \
+        '^\[(\{"room":"[^"]*","members":[0-9]+\},?)*\] $' "$url" --msgpack -p name=zed --call chat.rooms
+    zkcat_check "--msgpack --call error from the server, exit 1" 1 '^\{"code":"NOT_FOUND","message":"[^"]*"\} $' \
+        "$url" --msgpack -p name=zed --call no.such.route
+    zkcat_check "--msgpack --call error with data (INVALID_INPUT issues), exit 1" 1 \
+        '^\{"code":"INVALID_INPUT","message":"[^"]*","data":\{"issues":\[\{"path":"room","message":"[^"]*"\}\]\}\} $' \
+        "$url" --msgpack -p name=zed --call chat.join '{"room":""}'
+    zkcat_check "--msgpack stream: lines in order, answers with their rpcId, events, __error" 0 "$stream_re" \
+        "$url" --msgpack -p name=sam < "$tmp/zkcat.in"
+    if [ -s "$tmp/zkcat_json.out" ] && cmp -s "$tmp/zkcat_json.out" "$tmp/zkcat.out"; then
+        pass "zkcat: --msgpack stream: the same lines out as with JSON ($(wc -l < "$tmp/zkcat.out") lines)"
+    else fail "zkcat: --msgpack stream: other lines than with JSON: $(diff "$tmp/zkcat_json.out" "$tmp/zkcat.out" | head -10 | tr '\n' ' ')"; fi
+    if grep -q 'line 2: not a Zocket envelope' "$tmp/zkcat.err"; then
+        pass "zkcat: --msgpack stream: the line that is not an envelope is reported on stderr"
+    else fail "zkcat: --msgpack stream: no report of the bad line 2 on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
+    if [ $mp_ok = 1 ]; then
+        start_prog mp_listen 20 $PY -c "$MP_LISTEN" "$url?name=mona" zp
+        if wait_line "$tmp/mp_listen.out" '^ready$' "$prog_pid" 10; then
+            printf '%s\n' '{"type":"chat.join","payload":{"room":"zp"},"rpcId":"j"}' \
+                '{"type":"chat.send","payload":{"room":"zp","text":"h\u00e9 \"q\" \\ \ud83d\ude00"},"rpcId":"s"}' \
+                > "$tmp/zkcat_mp.in"
+            zkcat_check "--msgpack stream: join and send to a room with a python3-msgpack client in it" 0 \
+                '^\{"type":"__rpc_res","payload":\{"room":"zp","members":\["mona","zed"\]\},"rpcId":"j"\} \{"type":"chat.message","payload":\{"room":"zp","from":"zed","text":"hé \\"q\\" \\\\ 😀"\}\} \{"type":"__rpc_res","payload":\{"ok":true\},"rpcId":"s"\} (\{"type":"chat.left","payload":\{"room":"zp","name":"mona"\}\} )?$' \
+                "$url" --msgpack -p name=zed < "$tmp/zkcat_mp.in"
+        else
+            kill -TERM "$prog_pid" 2>/dev/null
+        fi
+        wait "$prog_pid"
+        rc=$?
+        pids=$(printf '%s\n' $pids | grep -vx "$prog_pid" | tr '\n' ' ')
+        want='{"room":"zp","from":"zed","text":"hé \"q\" \\ 😀"}'
+        if [ $rc = 0 ] && [ "$(cat "$tmp/mp_listen.out")" = "ready
+$want" ]; then
+            pass "zkcat: --msgpack: a python3-msgpack client in the room gets zkcat's message, decoded exactly"
+        else fail "zkcat: --msgpack: the python3-msgpack client in the room (exit $rc): $(tr '\n' ' ' < "$tmp/mp_listen.out") $(tail -3 "$tmp/mp_listen.err" | tr '\n' ' '), want $want"; fi
+    else
+        skip "zkcat: --msgpack: a python3-msgpack client in the room" "$why_mp"
+    fi
     stop_pid "$server_pid"
     if [ "$stop_status" = 0 ]; then pass "zkcat: chat exits 0 on SIGTERM after the zkcat runs"
     else fail "zkcat: chat exit status on SIGTERM: $stop_status"; fi
@@ -645,7 +747,14 @@ fi
 #    zocket.h: tests/interop/py_zocket_server.py, on Python websockets. Its
 #    routes: math.add, fail, whoami, emit.me, close.with, slow, conns (the
 #    connections it has accepted, the asking one included: a reconnect
-#    shows as one more).
+#    shows as one more), and for the codecs: echo, types, wire, raw. Then
+#    the same with --msgpack, against python3-msgpack on the other end: the
+#    results, errors and events as with JSON; zkcat's MessagePack is byte
+#    for byte python3-msgpack's (wire); python3-msgpack reads each value as
+#    its type (types); every JSON value makes the round trip exactly
+#    (echo), str32 included; the forms python3-msgpack never writes (raw)
+#    read as their values; malformed answers dropped; and a server that
+#    does not select zocket.msgpack refused.
 group="zkcat -> Python Zocket server"
 
 # pz_conns: the server's connection count (a --call conns of its own), or
@@ -670,15 +779,29 @@ pz_feed() {
     printf '%s\n' "$4" 2>/dev/null
 }
 
-# pz_close CODE final|reconnects: a stream whose first line is the call
-# close.with {code}, then the call math.add {2,3} (rpcId "after"). The call
-# in flight at the close fails DISCONNECTED (CLOSED when the code is final:
+# zkcat_same NAME WANT_FILE ARGS... [< input]: runs zkcat as zkcat_check
+# does; passes when it exits 0 and its stdout is exactly WANT_FILE.
+zkcat_same() {
+    local name=$1 want=$2 rc
+    shift 2
+    timeout -k 5 15 $chat_vg $BUILD/zkcat "$@" > "$tmp/zkcat.out" 2> "$tmp/zkcat.err"
+    rc=$?
+    if [ "$rc" = 0 ] && cmp -s "$want" "$tmp/zkcat.out"; then pass "zkcat: $name"
+    else fail "zkcat: $name (exit $rc, want 0; stdout $(wc -c < "$tmp/zkcat.out") bytes, want $(wc -c < "$want"), first difference: $(cmp "$want" "$tmp/zkcat.out" 2>&1 | head -1); stderr: $(tail -3 "$tmp/zkcat.err" | tr '\n' ' '))"; fi
+}
+
+# pz_close CODE final|reconnects [OPTION...]: a stream whose first line is
+# the call close.with {code}, then the call math.add {2,3} (rpcId "after").
+# The call in flight at the close fails DISCONNECTED (CLOSED when the code is final:
 # the client is closed for good before it hears). final: zkcat ends, exit 2,
 # "closed (CODE" on stderr, "after" never sent, one connection. reconnects:
 # "reconnecting (CODE" on stderr, "after" answered 5 (queued or sent on
-# the new connection), exit 0 at the end of stdin, two connections.
+# the new connection), exit 0 at the end of stdin, two connections. The
+# OPTIONs are zkcat's (--msgpack), and named in the checks.
 pz_close() {
-    local code=$1 kind=$2 before after n want regex feeder
+    local code=$1 kind=$2 before after n want regex feeder label
+    shift 2
+    label="Python Zocket server${1:+ $*}"
     local first='{"type":"close.with","payload":{"code":'$code'},"rpcId":"c"}'
     local second='{"type":"math.add","payload":{"a":2,"b":3},"rpcId":"after"}'
     local dropped='\{"type":"__rpc_err","rpcId":"c","error":\{"code":"DISCONNECTED",[^}]*\}\}'
@@ -690,23 +813,23 @@ pz_close() {
     fi
     before=$(pz_conns)
     : > "$tmp/zkcat.err"
-    zkcat_check "Python Zocket server: close $code ($kind): exit $want, the call in flight $([ "$kind" = final ] && echo CLOSED || echo 'DISCONNECTED, the next one answered')" \
-        "$want" "$regex" "$pz_url" < <(pz_feed "$tmp/zkcat.err" 10 "$first" "$second")
+    zkcat_check "$label: close $code ($kind): exit $want, the call in flight $([ "$kind" = final ] && echo CLOSED || echo 'DISCONNECTED, the next one answered')" \
+        "$want" "$regex" "$pz_url" "$@" < <(pz_feed "$tmp/zkcat.err" 10 "$first" "$second")
     feeder=$!
     wait "$feeder" 2>/dev/null
     if [ "$kind" = final ]; then
         if grep -q "^zkcat: closed ($code " "$tmp/zkcat.err" && ! grep -q '^zkcat: reconnecting' "$tmp/zkcat.err"; then
-            pass "zkcat: Python Zocket server: close $code: closed for good, no reconnect"
-        else fail "zkcat: Python Zocket server: close $code: want \"closed ($code\" and no reconnect on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
+            pass "zkcat: $label: close $code: closed for good, no reconnect"
+        else fail "zkcat: $label: close $code: want \"closed ($code\" and no reconnect on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
     else
         if grep -q "^zkcat: reconnecting ($code " "$tmp/zkcat.err"; then
-            pass "zkcat: Python Zocket server: close $code: reconnecting"
-        else fail "zkcat: Python Zocket server: close $code: want \"reconnecting ($code\" on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
+            pass "zkcat: $label: close $code: reconnecting"
+        else fail "zkcat: $label: close $code: want \"reconnecting ($code\" on stderr: $(tr '\n' ' ' < "$tmp/zkcat.err")"; fi
     fi
     after=$(pz_conns)
     if [ "$before" != "?" ] && [ "$after" != "?" ] && [ $((after - before - 1)) = "$n" ]; then
-        pass "zkcat: Python Zocket server: close $code: $n connection(s) made (conns $before -> $after)"
-    else fail "zkcat: Python Zocket server: close $code: want $n connection(s) made, conns $before -> $after (the second count's own connection included)"; fi
+        pass "zkcat: $label: close $code: $n connection(s) made (conns $before -> $after)"
+    else fail "zkcat: $label: close $code: want $n connection(s) made, conns $before -> $after (the second count's own connection included)"; fi
 }
 
 if [ $py_ok = 0 ]; then
@@ -747,6 +870,104 @@ else
         '^\{"type":"__rpc_err","rpcId":"c","error":\{"code":"CLOSED",[^}]*\}\} $' "$pz_url" < "$tmp/pz_once.in"
     zkcat_check "Python Zocket server: --timeout 300 --call slow, TIMEOUT, exit 2" 2 \
         '^\{"code":"TIMEOUT","message":"[^"]*"\} $' "$pz_url" --timeout 300 --call slow
+    # a payload of every JSON value: integers either side of each
+    # MessagePack width, doubles, strings of each str length (str32: 70000
+    # bytes), arrays and maps of each size class (keys sorted: zk_client
+    # sends payloads canonical), literals; written by Python's json, the
+    # answer echoing it wanted byte for byte
+    $PY -c '
+import json, sys
+p = {"a_ints": [0, 1, -1, 127, 128, -32, -33, 255, 256, -128, -129, 65535, 65536, -32768, -32769,
+                4294967295, 4294967296, -2147483648, -2147483649, 9007199254740993,
+                9223372036854775807, -9223372036854775808],
+     "b_doubles": [1.5, 0.1, -2.5e-300, 1e+300, 123456.789,
+                  2.2250738585072014e-308, 1.7976931348623157e+308, 0.30000000000000004],
+     "c_strs": ["", "a", "x" * 31, "y" * 32, "z" * 255, "w" * 256, "v" * 65535, "u" * 70000,
+                "\u00e9\u20ac\U0001F600 \"q\" \\ / \n\t\u2028\u0000\u001f"],
+     "d_arrays": [[], list(range(15)), list(range(16)), [[[[None]]]]],
+     "e_maps": [{}, {f"k{i:02}": i for i in range(15)}, {f"k{i:02}": i for i in range(16)}],
+     "f_literals": [None, True, False]}
+line = lambda m: json.dumps(m, separators=(",", ":"), ensure_ascii=False) + "\n"
+open(sys.argv[1], "w").write(line({"type": "echo", "payload": p, "rpcId": 1}))
+open(sys.argv[2], "w").write(line({"type": "__rpc_res", "payload": p, "rpcId": 1}))
+' "$tmp/pz_echo.in" "$tmp/pz_echo.want"
+    zkcat_same "Python Zocket server: stream: every JSON value echoed exactly (str up to 70000 bytes)" \
+        "$tmp/pz_echo.want" "$pz_url" < "$tmp/pz_echo.in"
+
+    if [ $mp_ok = 0 ]; then
+        skip "$group: --msgpack" "$why_mp"
+    else
+        zkcat_check "Python Zocket server --msgpack: --call math.add answers 5, exit 0" 0 '^5 $' \
+            "$pz_url" --msgpack --call math.add '{"a":2,"b":3}'
+        zkcat_check "Python Zocket server --msgpack: --call error FORBIDDEN with its data, exit 1" 1 \
+            '^\{"code":"FORBIDDEN","message":"no","data":\{"why":"test"\}\} $' "$pz_url" --msgpack --call fail
+        zkcat_check "Python Zocket server --msgpack: --call an unknown route, NOT_FOUND, exit 1" 1 \
+            '^\{"code":"NOT_FOUND","message":"[^"]*"\} $' "$pz_url" --msgpack --call no.such.route
+        zkcat_check "Python Zocket server --msgpack: -p and -H seen by the server, zocket.msgpack selected" 0 \
+            '^\{"query":\{"name":"zed"\},"x_test":"1","protocol":"zocket.msgpack"\} $' \
+            "$pz_url" --msgpack -p name=zed -H 'X-Test: 1' --call whoami
+        # with --msgpack, zocket.msgpack is offered first whatever else is
+        # (the refusal of a server that selects another codec is in test_client)
+        zkcat_check "Python Zocket server --msgpack --protocol zocket.json: zocket.msgpack offered first and selected" 0 \
+            '^\{"query":\{\},"x_test":null,"protocol":"zocket.msgpack"\} $' "$pz_url" --msgpack --protocol zocket.json --call whoami
+        printf '%s\n' '{"type":"emit.me","payload":{"n":3},"rpcId":"e"}' \
+            '{"type":"math.add","payload":{"a":1,"b":2},"rpcId":9}' > "$tmp/pz.in"
+        zkcat_check "Python Zocket server --msgpack: stream: three events in order, then the answers" 0 \
+            '^\{"type":"tick","payload":0\} \{"type":"tick","payload":1\} \{"type":"tick","payload":2\} \{"type":"__rpc_res","payload":\{"ok":true\},"rpcId":"e"\} \{"type":"__rpc_res","payload":3,"rpcId":9\} $' \
+            "$pz_url" --msgpack < "$tmp/pz.in"
+        printf '%s\n' '{"type":"no.such.route"}' '{"type":"fail","payload":{}}' \
+            '{"type":"math.add","payload":{"a":1,"b":2},"rpcId":"end"}' > "$tmp/pz.in"
+        zkcat_check "Python Zocket server --msgpack: stream: failed events come back as __error with their ref" 0 \
+            '^\{"type":"__error","error":\{"code":"NOT_FOUND","message":"[^"]*","ref":"no.such.route"\}\} \{"type":"__error","error":\{"code":"FORBIDDEN","message":"no","data":\{"why":"test"\},"ref":"fail"\}\} \{"type":"__rpc_res","payload":3,"rpcId":"end"\} $' \
+            "$pz_url" --msgpack < "$tmp/pz.in"
+        zkcat_same "Python Zocket server --msgpack: stream: every JSON value echoed exactly (str8/16/32, every integer width)" \
+            "$tmp/pz_echo.want" "$pz_url" --msgpack < "$tmp/pz_echo.in"
+        sed 's/^{"type":"echo"/{"type":"wire"/' "$tmp/pz_echo.in" > "$tmp/pz_wire.in"
+        zkcat_check "Python Zocket server --msgpack: zkcat's frame is byte for byte what python3-msgpack packs for it (every JSON value)" 0 \
+            '^\{"type":"__rpc_res","payload":\{"codec":"msgpack","canonical":true,"frame":"83a474797065a477697265a77061796c6f616486' \
+            "$pz_url" --msgpack < "$tmp/pz_wire.in"
+        zkcat_check "Python Zocket server --msgpack: python3-msgpack decodes each value as its type (1 an int, 1.0 and 2^64-1 floats)" 0 \
+            '^\{"a":"int","b":"int","c":"float","d":"float","e":"float","f":"str","g":\["nil","bool","bool"\],"h":\{"i":\[\]\}\} $' \
+            "$pz_url" --msgpack --call types '{"a":1,"b":-9223372036854775808,"c":1.5,"d":1.0,"e":18446744073709551615,"f":"x","g":[null,true,false],"h":{"i":[]}}'
+        # the answer's payload as raw bytes: forms python3-msgpack never
+        # writes, each read as its value
+        : > "$tmp/pz.in"; : > "$tmp/pz.want"
+        while read -r hex json; do
+            printf '{"type":"raw","payload":{"hex":"%s"},"rpcId":"%s"}\n' "$hex" "$hex" >> "$tmp/pz.in"
+            printf '{"type":"__rpc_res","payload":%s,"rpcId":"%s"}\n' "$json" "$hex" >> "$tmp/pz.want"
+        done <<'RAW'
+ca3fc00000 1.5
+cc05 5
+d0e0 -32
+d3ffffffffffffffff -1
+cd00ff 255
+cfffffffffffffffff 1.8446744073709552e+19
+c403010203 "AQID"
+c400 ""
+d90161 "a"
+da0002c3a9 "é"
+de0001a16b01 {"k":1}
+dc0001c0 [null]
+dd00000000 []
+82a17a01a16102 {"z":1,"a":2}
+c0 null
+RAW
+        zkcat_same "Python Zocket server --msgpack: forms python3-msgpack never writes (float32, wide ints, str8/16 and map16/array16/array32 when smaller fit, bin as base64, uint64 over INT64_MAX as a double), keys in their order" \
+            "$tmp/pz.want" "$pz_url" --msgpack < "$tmp/pz.in"
+        # malformed answers: an ext type, a str that is not UTF-8, 0xc1, a
+        # str32 longer than the frame, NaN; each dropped by the client (the
+        # call times out), the connection still answering
+        : > "$tmp/pz.in"
+        for hex in c7010500 a2fffe c1 dbffffffff cb7ff8000000000000; do
+            printf '{"type":"raw","payload":{"hex":"%s"},"rpcId":"%s"}\n' "$hex" "$hex" >> "$tmp/pz.in"
+        done
+        printf '%s\n' '{"type":"math.add","payload":{"a":1,"b":2},"rpcId":"end"}' >> "$tmp/pz.in"
+        zkcat_check "Python Zocket server --msgpack: malformed answers (ext, bad UTF-8, 0xc1, str32 past the end, NaN) dropped: those calls time out, the next one is answered" 0 \
+            '^\{"type":"__rpc_res","payload":3,"rpcId":"end"\} (\{"type":"__rpc_err","rpcId":"(c7010500|a2fffe|c1|dbffffffff|cb7ff8000000000000)","error":\{"code":"TIMEOUT",[^}]*\}\} ){5}$' \
+            "$pz_url" --msgpack --timeout 1000 < "$tmp/pz.in"
+        pz_close 4501 final --msgpack
+        pz_close 4000 reconnects --msgpack
+    fi
     if kill -0 "$server_pid" 2>/dev/null; then
         stop_pid "$server_pid"
         if [ "$stop_status" = 0 ]; then pass "$group: the server is still up after the runs, exits 0 on SIGTERM"
