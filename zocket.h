@@ -670,6 +670,12 @@ typedef struct zk_server_opts {
     uint32_t pong_timeout_ms;     /* 0: 10000. No pong (or anything) by then: closed */
     uint32_t close_timeout_ms;    /* 0: 3000. Close handshake not done by then: TCP closed */
     size_t max_connections;       /* 0: no limit of ours (the fd limit applies) */
+    const char *const *origins;   /* Origin allow-list ("https://app.example.com",
+                                     compared without case): an upgrade whose
+                                     Origin header is not listed gets 403 before
+                                     any hook runs. Requests without Origin (not
+                                     from a browser) pass. NULL: every origin */
+    size_t origin_count;
     zk_callbacks cb;
     zk_upgrade_fn on_upgrade;
     zk_http_fn on_http;
@@ -1251,6 +1257,13 @@ typedef struct zk_app_opts {
     size_t max_rooms_per_conn;    /* 0: 64. More joins: ZK_ENOSPACE */
     size_t max_kept_per_conn;     /* 0: 1024 kept requests at once per connection;
                                      more calls answer TOO_MANY_REQUESTS */
+    uint32_t rate_per_sec;        /* messages a connection may send per second, on
+                                     average (a token bucket); 0: 10000;
+                                     ZK_RATE_UNLIMITED: no limit. Past it each
+                                     message is answered TOO_MANY_REQUESTS (not
+                                     routed); a client that goes on for another
+                                     rate_burst messages is closed with 1008 */
+    uint32_t rate_burst;          /* the bucket's size; 0: rate_per_sec */
     int codecs;                   /* ZK_APP_JSON | ZK_APP_MSGPACK; 0: both. A client
                                      offering subprotocol "zocket.msgpack" speaks
                                      MessagePack (binary frames), "zocket.json" or
@@ -1265,6 +1278,7 @@ typedef struct zk_app_opts {
    payload, rpcId, error) in binary frames; handlers see zk_value payloads
    and write results with zk_write_* either way. */
 enum { ZK_APP_JSON = 1, ZK_APP_MSGPACK = 2 };
+#define ZK_RATE_UNLIMITED 0xffffffffu
 #define ZK_PROTOCOL_JSON "zocket.json"
 #define ZK_PROTOCOL_MSGPACK "zocket.msgpack"
 
@@ -4659,6 +4673,17 @@ ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t l
         zk__conn_linger(c, zk__close_timeout(c));
         return len;
     }
+    if (s->opts.origins && up.origin.ptr) { /* a browser page from elsewhere: refused */
+        size_t i;
+        for (i = 0; i < s->opts.origin_count && !zk_str_eq_nocase(up.origin, s->opts.origins[i]); i++) {
+        }
+        if (i == s->opts.origin_count) {
+            static const char body[] = "this origin is not allowed\n";
+            c->state = ZK__C_HTTP;
+            zk_conn_respond(c, 403, NULL, 0, body, sizeof body - 1);
+            return len;
+        }
+    }
     c->upgrading = 1;
     status = s->opts.on_upgrade ? s->opts.on_upgrade(c, &req, &up) : 0;
     c->upgrading = 0;
@@ -7222,6 +7247,9 @@ struct zk__member {
     uint64_t mark;               /* the last send that reached it */
     uint64_t since;              /* loop time it connected */
     unsigned char codec;         /* ZK_CODEC_* */
+    uint64_t tokens;             /* rate limit: thousandths of a message */
+    uint64_t refilled;           /* loop time of the last refill */
+    uint32_t strikes;            /* messages refused in a row */
     unsigned char authed;
     zk_timer auth_timer;
     zk_request *kept;            /* kept requests not answered yet */
@@ -7718,6 +7746,8 @@ ZK__PRIVATE zk__member *zk__member_new(zk_app *app, zk_conn *c) {
     }
     zk_timer_init(app->loop, &m->auth_timer, zk__auth_deadline, m);
     m->since = zk_loop_now(app->loop);
+    m->refilled = m->since;
+    m->tokens = (uint64_t)app->opts.rate_burst * 1000; /* a full bucket */
     m->index = app->count;
     app->members[app->count++] = m;
     m->authed = !app->opts.require_auth;
@@ -7844,7 +7874,7 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     zk_app *app;
     zk_request r;
     zk_value root, v;
-    int rc;
+    int rc, limited = 0;
     char why[96];
     if (!m) return;
     app = m->app;
@@ -7855,6 +7885,21 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     r.app = app;
     r.conn = c;
     r.member = m;
+    if (app->opts.rate_per_sec != ZK_RATE_UNLIMITED) { /* the token bucket */
+        uint64_t now = zk_loop_now(app->loop), cap = (uint64_t)app->opts.rate_burst * 1000;
+        m->tokens += (now - m->refilled) * app->opts.rate_per_sec; /* per ms: rate / 1000 messages */
+        if (m->tokens > cap) m->tokens = cap;
+        m->refilled = now;
+        if (m->tokens >= 1000) {
+            m->tokens -= 1000;
+            m->strikes = 0;
+        } else if (++m->strikes > app->opts.rate_burst) {
+            zk_conn_close(c, ZK_CLOSE_POLICY, "too many messages");
+            return;
+        } else {
+            limited = 1; /* answered TOO_MANY_REQUESTS once it is read */
+        }
+    }
     if (binary != (m->codec == ZK_CODEC_MSGPACK)) {
         zk__app_reject(&r, ZK_CODE_BAD_REQUEST, binary ? "binary messages need the zocket.msgpack protocol"
                                                        : "text messages need the zocket.json protocol (or none)");
@@ -7917,6 +7962,10 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     }
     r.type = zk_value_str(v);
     r.payload = zk_value_get(root, "payload");
+    if (limited) {
+        zk__app_reject(&r, ZK_CODE_TOO_MANY_REQUESTS, "too many messages: slow down");
+        return;
+    }
     if (r.type.len == 6 && memcmp(r.type.ptr, "__ping", 6) == 0) { /* a browser's heartbeat */
         zk__app_pong(app, c, r.payload);
         return;
@@ -7966,6 +8015,8 @@ ZK_API zk_app *zk_app_new(zk_loop *loop, const zk_app_opts *opts, int *err) {
     app->router = opts->router;
     app->opts = *opts;
     if (!app->opts.codecs) app->opts.codecs = ZK_APP_JSON | ZK_APP_MSGPACK;
+    if (!app->opts.rate_per_sec) app->opts.rate_per_sec = 10000;
+    if (!app->opts.rate_burst) app->opts.rate_burst = app->opts.rate_per_sec;
     if (!so.protocols) { /* a client offering both gets MessagePack */
         if (app->opts.codecs & ZK_APP_MSGPACK) app->protocols[so.protocol_count++] = ZK_PROTOCOL_MSGPACK;
         if (app->opts.codecs & ZK_APP_JSON) app->protocols[so.protocol_count++] = ZK_PROTOCOL_JSON;

@@ -201,6 +201,7 @@ int main(int argc, char **argv) {
         }
         memset(&opts, 0, sizeof opts);
         opts.router = router;
+        opts.rate_per_sec = ZK_RATE_UNLIMITED; /* a benchmark floods on purpose */
         opts.server.host = host;
         opts.server.port = port;
         app = zk_app_new(loop, &opts, &err);

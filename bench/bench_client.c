@@ -89,6 +89,7 @@ int main(int argc, char **argv) {
     zk_router_on(router, "bench.echo", echo, NULL);
     memset(&ao, 0, sizeof ao);
     ao.router = router;
+    ao.rate_per_sec = ZK_RATE_UNLIMITED; /* one client, hundreds of thousands of calls/s */
     app = zk_app_new(loop, &ao, NULL);
     if (!loop || !router || !app) return 1;
 

@@ -331,6 +331,7 @@ static int configure(const char *kind, const char *url, int n, char *why, size_t
     R.loop = zk_loop_new(NULL);
     memset(&ao, 0, sizeof ao);
     ao.router = R.router;
+    ao.rate_per_sec = ZK_RATE_UNLIMITED; /* a benchmark floods on purpose */
     ao.max_rooms_per_conn = 4;
     snprintf(prefix, sizeof prefix, "zkbench%ld-%u", (long)getpid(), run++);
     for (i = 0; i < R.nodes; i++) {

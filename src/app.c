@@ -541,6 +541,9 @@ struct zk__member {
     uint64_t mark;               /* the last send that reached it */
     uint64_t since;              /* loop time it connected */
     unsigned char codec;         /* ZK_CODEC_* */
+    uint64_t tokens;             /* rate limit: thousandths of a message */
+    uint64_t refilled;           /* loop time of the last refill */
+    uint32_t strikes;            /* messages refused in a row */
     unsigned char authed;
     zk_timer auth_timer;
     zk_request *kept;            /* kept requests not answered yet */
@@ -1037,6 +1040,8 @@ ZK__PRIVATE zk__member *zk__member_new(zk_app *app, zk_conn *c) {
     }
     zk_timer_init(app->loop, &m->auth_timer, zk__auth_deadline, m);
     m->since = zk_loop_now(app->loop);
+    m->refilled = m->since;
+    m->tokens = (uint64_t)app->opts.rate_burst * 1000; /* a full bucket */
     m->index = app->count;
     app->members[app->count++] = m;
     m->authed = !app->opts.require_auth;
@@ -1163,7 +1168,7 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     zk_app *app;
     zk_request r;
     zk_value root, v;
-    int rc;
+    int rc, limited = 0;
     char why[96];
     if (!m) return;
     app = m->app;
@@ -1174,6 +1179,21 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     r.app = app;
     r.conn = c;
     r.member = m;
+    if (app->opts.rate_per_sec != ZK_RATE_UNLIMITED) { /* the token bucket */
+        uint64_t now = zk_loop_now(app->loop), cap = (uint64_t)app->opts.rate_burst * 1000;
+        m->tokens += (now - m->refilled) * app->opts.rate_per_sec; /* per ms: rate / 1000 messages */
+        if (m->tokens > cap) m->tokens = cap;
+        m->refilled = now;
+        if (m->tokens >= 1000) {
+            m->tokens -= 1000;
+            m->strikes = 0;
+        } else if (++m->strikes > app->opts.rate_burst) {
+            zk_conn_close(c, ZK_CLOSE_POLICY, "too many messages");
+            return;
+        } else {
+            limited = 1; /* answered TOO_MANY_REQUESTS once it is read */
+        }
+    }
     if (binary != (m->codec == ZK_CODEC_MSGPACK)) {
         zk__app_reject(&r, ZK_CODE_BAD_REQUEST, binary ? "binary messages need the zocket.msgpack protocol"
                                                        : "text messages need the zocket.json protocol (or none)");
@@ -1236,6 +1256,10 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
     }
     r.type = zk_value_str(v);
     r.payload = zk_value_get(root, "payload");
+    if (limited) {
+        zk__app_reject(&r, ZK_CODE_TOO_MANY_REQUESTS, "too many messages: slow down");
+        return;
+    }
     if (r.type.len == 6 && memcmp(r.type.ptr, "__ping", 6) == 0) { /* a browser's heartbeat */
         zk__app_pong(app, c, r.payload);
         return;
@@ -1285,6 +1309,8 @@ ZK_API zk_app *zk_app_new(zk_loop *loop, const zk_app_opts *opts, int *err) {
     app->router = opts->router;
     app->opts = *opts;
     if (!app->opts.codecs) app->opts.codecs = ZK_APP_JSON | ZK_APP_MSGPACK;
+    if (!app->opts.rate_per_sec) app->opts.rate_per_sec = 10000;
+    if (!app->opts.rate_burst) app->opts.rate_burst = app->opts.rate_per_sec;
     if (!so.protocols) { /* a client offering both gets MessagePack */
         if (app->opts.codecs & ZK_APP_MSGPACK) app->protocols[so.protocol_count++] = ZK_PROTOCOL_MSGPACK;
         if (app->opts.codecs & ZK_APP_JSON) app->protocols[so.protocol_count++] = ZK_PROTOCOL_JSON;

@@ -250,6 +250,13 @@ typedef struct zk_app_opts {
     size_t max_rooms_per_conn;    /* 0: 64. More joins: ZK_ENOSPACE */
     size_t max_kept_per_conn;     /* 0: 1024 kept requests at once per connection;
                                      more calls answer TOO_MANY_REQUESTS */
+    uint32_t rate_per_sec;        /* messages a connection may send per second, on
+                                     average (a token bucket); 0: 10000;
+                                     ZK_RATE_UNLIMITED: no limit. Past it each
+                                     message is answered TOO_MANY_REQUESTS (not
+                                     routed); a client that goes on for another
+                                     rate_burst messages is closed with 1008 */
+    uint32_t rate_burst;          /* the bucket's size; 0: rate_per_sec */
     int codecs;                   /* ZK_APP_JSON | ZK_APP_MSGPACK; 0: both. A client
                                      offering subprotocol "zocket.msgpack" speaks
                                      MessagePack (binary frames), "zocket.json" or
@@ -264,6 +271,7 @@ typedef struct zk_app_opts {
    payload, rpcId, error) in binary frames; handlers see zk_value payloads
    and write results with zk_write_* either way. */
 enum { ZK_APP_JSON = 1, ZK_APP_MSGPACK = 2 };
+#define ZK_RATE_UNLIMITED 0xffffffffu
 #define ZK_PROTOCOL_JSON "zocket.json"
 #define ZK_PROTOCOL_MSGPACK "zocket.msgpack"
 

@@ -829,6 +829,17 @@ ZK__PRIVATE size_t zk__server_handshake(zk_conn *c, unsigned char *buf, size_t l
         zk__conn_linger(c, zk__close_timeout(c));
         return len;
     }
+    if (s->opts.origins && up.origin.ptr) { /* a browser page from elsewhere: refused */
+        size_t i;
+        for (i = 0; i < s->opts.origin_count && !zk_str_eq_nocase(up.origin, s->opts.origins[i]); i++) {
+        }
+        if (i == s->opts.origin_count) {
+            static const char body[] = "this origin is not allowed\n";
+            c->state = ZK__C_HTTP;
+            zk_conn_respond(c, 403, NULL, 0, body, sizeof body - 1);
+            return len;
+        }
+    }
     c->upgrading = 1;
     status = s->opts.on_upgrade ? s->opts.on_upgrade(c, &req, &up) : 0;
     c->upgrading = 0;

@@ -65,6 +65,12 @@ typedef struct zk_server_opts {
     uint32_t pong_timeout_ms;     /* 0: 10000. No pong (or anything) by then: closed */
     uint32_t close_timeout_ms;    /* 0: 3000. Close handshake not done by then: TCP closed */
     size_t max_connections;       /* 0: no limit of ours (the fd limit applies) */
+    const char *const *origins;   /* Origin allow-list ("https://app.example.com",
+                                     compared without case): an upgrade whose
+                                     Origin header is not listed gets 403 before
+                                     any hook runs. Requests without Origin (not
+                                     from a browser) pass. NULL: every origin */
+    size_t origin_count;
     zk_callbacks cb;
     zk_upgrade_fn on_upgrade;
     zk_http_fn on_http;

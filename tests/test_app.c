@@ -2516,6 +2516,86 @@ TEST(msgpack_only_and_json_only_apps) {
     world_free(w);
 }
 
+TEST(origin_allow_list_refuses_other_pages) {
+    world *w = world_new();
+    static const char *const allowed[] = {"https://chat.example.com", "http://localhost:8080"};
+    zk_http_header h;
+    client *c;
+    w->opts.server.origins = allowed;
+    w->opts.server.origin_count = 2;
+    world_start(w);
+    h.name = zk_str_c("Origin");
+    h.value = zk_str_c("https://evil.example.com");
+    c = connect_with(w, "ws://loopback/", &h, 1, NULL);
+    CHECK(c->conn == NULL);
+    CHECK_EQ_INT(c->opens, 0);
+    CHECK_EQ_INT(w->hooks, 0); /* refused before the connect hook */
+    h.value = zk_str_c("HTTPS://Chat.Example.com");
+    c = connect_with(w, "ws://loopback/", &h, 1, NULL);
+    CHECK(c->conn != NULL && c->opens == 1);
+    h.value = zk_str_c("http://localhost:8080");
+    c = connect_with(w, "ws://loopback/", &h, 1, NULL);
+    CHECK(c->conn != NULL && c->opens == 1);
+    h.value = zk_str_c("null"); /* a sandboxed or file:// page */
+    c = connect_with(w, "ws://loopback/", &h, 1, NULL);
+    CHECK(c->conn == NULL);
+    c = connect_one(w); /* no Origin: not a browser */
+    CHECK(c->conn != NULL && c->opens == 1);
+    world_free(w);
+}
+
+/* A token bucket per connection: rate_per_sec on average, rate_burst at
+   once; past it TOO_MANY_REQUESTS, and after another burst of refusals the
+   connection is closed (1008). Time is virtual: the bucket refills with it. */
+TEST(rate_limit_answers_too_many_requests_then_closes) {
+    world *w = world_new();
+    client *c, *other;
+    int i;
+    char msg[96];
+    w->opts.rate_per_sec = 10;
+    w->opts.rate_burst = 5;
+    world_start(w);
+    c = connect_one(w);
+    other = connect_one(w);
+    for (i = 0; i < 5; i++) { /* the bucket's 5 */
+        snprintf(msg, sizeof msg, "{\"type\":\"echo\",\"payload\":%d,\"rpcId\":%d}", i, i);
+        send_json(w, c, msg);
+    }
+    CHECK_EQ_INT(w->routed, 5);
+    send_json(w, c, "{\"type\":\"echo\",\"payload\":5,\"rpcId\":5}");
+    CHECK_EQ_INT(w->routed, 5);
+    CHECK(strstr(last_msg(c), "\"rpcId\":5") && strstr(last_msg(c), "TOO_MANY_REQUESTS"));
+    send_json(w, c, "{\"type\":\"echo\",\"payload\":6}"); /* an event: __error */
+    CHECK(strstr(last_msg(c), "\"type\":\"__error\"") && strstr(last_msg(c), "TOO_MANY_REQUESTS"));
+    /* another connection has its own bucket */
+    send_json(w, other, "{\"type\":\"echo\",\"payload\":1,\"rpcId\":1}");
+    CHECK_EQ_INT(w->routed, 6);
+    /* 100 ms later one message more may go */
+    zk_loop_advance(w->loop, 100);
+    send_json(w, c, "{\"type\":\"echo\",\"payload\":7,\"rpcId\":7}");
+    CHECK_EQ_INT(w->routed, 7);
+    send_json(w, c, "{\"type\":\"echo\",\"payload\":8,\"rpcId\":8}");
+    CHECK_EQ_INT(w->routed, 7);
+    /* going on for another burst (5 refusals in a row): closed with 1008 */
+    for (i = 0; i < 5 && c->conn; i++) send_json(w, c, "{\"type\":\"echo\"}");
+    zk_loop_advance(w->loop, 10);
+    CHECK(c->conn == NULL);
+    CHECK_EQ_INT(c->close_code, ZK_CLOSE_POLICY);
+    CHECK(strcmp(c->close_reason, "too many messages") == 0);
+    CHECK(other->conn != NULL);
+    world_free(w);
+    /* ZK_RATE_UNLIMITED: no limit */
+    w = world_new();
+    w->opts.rate_per_sec = ZK_RATE_UNLIMITED;
+    world_start(w);
+    c = connect_one(w);
+    for (i = 0; i < 20000; i++) zk_conn_send(c->conn, "{\"type\":\"echo\"}", 15, 0);
+    pump(w->loop);
+    CHECK(c->conn != NULL);
+    CHECK_EQ_INT(w->routed, 20000); /* in one virtual millisecond, all routed */
+    world_free(w);
+}
+
 int main(void) {
     if (getenv("ZK_TEST_CODEC") && strcmp(getenv("ZK_TEST_CODEC"), "msgpack") == 0) test_codec = ZK_CODEC_MSGPACK;
     printf("codec: %s\n", test_codec == ZK_CODEC_MSGPACK ? "msgpack" : "json");
@@ -2563,6 +2643,8 @@ int main(void) {
     RUN(send_to_conns_ids_rooms_and_all);
     RUN(send_from_a_handler_to_a_room_except_the_sender);
     RUN(send_refuses_bad_messages);
+    RUN(origin_allow_list_refuses_other_pages);
+    RUN_JSON(rate_limit_answers_too_many_requests_then_closes);
     RUN_JSON(msgpack_clients_call_and_get_answers_in_msgpack);
     RUN_JSON(msgpack_binary_payloads_stay_binary);
     RUN_JSON(msgpack_and_json_clients_share_rooms);
