@@ -670,6 +670,9 @@ typedef struct zk_server_opts {
     uint32_t pong_timeout_ms;     /* 0: 10000. No pong (or anything) by then: closed */
     uint32_t close_timeout_ms;    /* 0: 3000. Close handshake not done by then: TCP closed */
     size_t max_connections;       /* 0: no limit of ours (the fd limit applies) */
+    size_t max_per_address;       /* connections at once from one IP address (IPv4,
+                                     or IPv6; loopback transport not counted);
+                                     0: no limit. More: accepted and closed at once */
     const char *const *origins;   /* Origin allow-list ("https://app.example.com",
                                      compared without case): an upgrade whose
                                      Origin header is not listed gets 403 before
@@ -3982,6 +3985,8 @@ struct zk_conn {
     unsigned char upgrading;    /* on_upgrade runs: zk_conn_respond may refuse */
     int http_status;            /* client: a refusing answer's status (not 101) */
     void *app;                  /* the app layer's state for this connection */
+    unsigned char addr[16];     /* the peer's address (IPv4 mapped into IPv6), when counted */
+    unsigned char addr_counted; /* in the server's per-address table */
 };
 
 struct zk_server {
@@ -3995,7 +4000,96 @@ struct zk_server {
     void (*shutdown_done)(zk_server *s);
     int shutting_down;
     int holding; /* inside a loop over conns: done must wait */
+    struct zk__addr_slot *addrs; /* connections per address (max_per_address) */
+    size_t addr_cap, addr_used;
 };
+
+/* ---- connections per address: open addressing, backward-shift delete ---- */
+
+typedef struct zk__addr_slot {
+    unsigned char key[16];
+    uint32_t count;              /* 0: empty */
+} zk__addr_slot;
+
+ZK__PRIVATE size_t zk__addr_hash(const unsigned char *k, size_t cap) {
+    uint64_t h = 1469598103934665603ull;
+    int i;
+    for (i = 0; i < 16; i++) h = (h ^ k[i]) * 1099511628211ull;
+    return (size_t)(h ^ (h >> 29)) & (cap - 1);
+}
+
+ZK__PRIVATE zk__addr_slot *zk__addr_find(const zk_server *s, const unsigned char *k) {
+    size_t i;
+    if (!s->addr_cap) return NULL;
+    for (i = zk__addr_hash(k, s->addr_cap); s->addrs[i].count; i = (i + 1) & (s->addr_cap - 1))
+        if (memcmp(s->addrs[i].key, k, 16) == 0) return &s->addrs[i];
+    return NULL;
+}
+
+/* Counts one more connection from k: 0, or ZK_ENOMEM. */
+ZK__PRIVATE int zk__addr_add(zk_server *s, const unsigned char *k) {
+    zk__addr_slot *e = zk__addr_find(s, k);
+    size_t i;
+    if (e) {
+        e->count++;
+        return 0;
+    }
+    if ((s->addr_used + 1) * 2 > s->addr_cap) { /* grow: at most half full */
+        size_t cap = s->addr_cap ? s->addr_cap * 2 : 16, j;
+        zk__addr_slot *a = (zk__addr_slot *)ZK_MALLOC(cap * sizeof *a);
+        if (!a) return ZK_ENOMEM;
+        memset(a, 0, cap * sizeof *a);
+        for (j = 0; j < s->addr_cap; j++) {
+            if (!s->addrs[j].count) continue;
+            for (i = zk__addr_hash(s->addrs[j].key, cap); a[i].count; i = (i + 1) & (cap - 1)) {
+            }
+            a[i] = s->addrs[j];
+        }
+        ZK_FREE(s->addrs);
+        s->addrs = a;
+        s->addr_cap = cap;
+    }
+    for (i = zk__addr_hash(k, s->addr_cap); s->addrs[i].count; i = (i + 1) & (s->addr_cap - 1)) {
+    }
+    memcpy(s->addrs[i].key, k, 16);
+    s->addrs[i].count = 1;
+    s->addr_used++;
+    return 0;
+}
+
+ZK__PRIVATE void zk__addr_remove(zk_server *s, const unsigned char *k) {
+    zk__addr_slot *e = zk__addr_find(s, k);
+    size_t i, j, mask = s->addr_cap - 1;
+    if (!e || --e->count) return;
+    /* emptied: later entries of its run move back so lookups still find them */
+    i = (size_t)(e - s->addrs);
+    for (j = (i + 1) & mask; s->addrs[j].count; j = (j + 1) & mask) {
+        size_t home = zk__addr_hash(s->addrs[j].key, s->addr_cap);
+        if (((j - home) & mask) >= ((j - i) & mask)) { /* home is at or before the hole */
+            s->addrs[i] = s->addrs[j];
+            s->addrs[j].count = 0;
+            i = j;
+        }
+    }
+    s->addrs[i].count = 0;
+    s->addr_used--;
+}
+
+/* The 16-byte key of a peer address (IPv4 as ::ffff:a.b.c.d), or -1. */
+ZK__PRIVATE int zk__addr_key(const struct sockaddr_storage *ss, unsigned char out[16]) {
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)ss;
+        memset(out, 0, 10);
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &a->sin_addr, 4);
+        return 0;
+    }
+    if (ss->ss_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr, 16);
+        return 0;
+    }
+    return -1;
+}
 
 /* A chunk for at least need bytes: a standard one (from the loop's spares
    when it has one), or exactly need bytes (HTTP answers, control frames). */
@@ -4306,6 +4400,8 @@ ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
         if (c->next) c->next->prev = c->prev;
         c->prev = c->next = NULL;
         s->nconns--;
+        if (c->addr_counted) zk__addr_remove(s, c->addr);
+        c->addr_counted = 0;
         zk__server_check_done(s);
     } else if (c->client) {
         if (c->prev) c->prev->next = c->next;
@@ -5279,18 +5375,29 @@ ZK__PRIVATE void zk__server_accept(zk__io *io, unsigned events) {
     for (i = 0; i < 64; i++) {
         zk_conn *c;
         zk__tcp *t;
-        int fd = accept(s->fd, NULL, NULL);
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        unsigned char key[16];
+        int fd = accept(s->fd, (struct sockaddr *)&ss, &sl), keyed;
         if (fd < 0) break; /* EAGAIN, or out of descriptors: try again later */
+        keyed = s->opts.max_per_address && zk__addr_key(&ss, key) == 0;
         if (zk__set_nonblock(fd) < 0 || s->shutting_down ||
-            (s->opts.max_connections && s->nconns >= s->opts.max_connections)) {
+            (s->opts.max_connections && s->nconns >= s->opts.max_connections) ||
+            (keyed && zk__addr_find(s, key) && zk__addr_find(s, key)->count >= s->opts.max_per_address) ||
+            (keyed && zk__addr_add(s, key) < 0)) {
             close(fd);
             continue;
         }
         zk__tcp_tune(fd);
         c = zk__server_conn(s, 1);
         if (!c) {
+            if (keyed) zk__addr_remove(s, key);
             close(fd);
             continue;
+        }
+        if (keyed) { /* counted until it is gone */
+            memcpy(c->addr, key, 16);
+            c->addr_counted = 1;
         }
         t = zk__tcp_new(s->loop, fd, c);
         if (!t || zk__io_set(s->loop, &t->io, ZK__IO_READ) < 0) {
@@ -5397,6 +5504,7 @@ ZK_API void zk_server_free(zk_server *s) {
     s->shutting_down = 2;
     zk_timer_stop(&s->shutdown_timer);
     while (s->conns) zk_conn_abort(s->conns);
+    ZK_FREE(s->addrs);
     ZK_FREE(s);
 }
 

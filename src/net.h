@@ -65,6 +65,9 @@ typedef struct zk_server_opts {
     uint32_t pong_timeout_ms;     /* 0: 10000. No pong (or anything) by then: closed */
     uint32_t close_timeout_ms;    /* 0: 3000. Close handshake not done by then: TCP closed */
     size_t max_connections;       /* 0: no limit of ours (the fd limit applies) */
+    size_t max_per_address;       /* connections at once from one IP address (IPv4,
+                                     or IPv6; loopback transport not counted);
+                                     0: no limit. More: accepted and closed at once */
     const char *const *origins;   /* Origin allow-list ("https://app.example.com",
                                      compared without case): an upgrade whose
                                      Origin header is not listed gets 403 before

@@ -2526,6 +2526,108 @@ TEST(tcp_server_freed_with_open_connections) {
     CHECK_ALL_FREED();
 }
 
+TEST(tcp_max_per_address_turns_extra_clients_of_one_address_away) {
+    world *w = world_new(0);
+    zk_server_opts so = server_opts(w);
+    char url[64];
+    side *c[5];
+    int i;
+    so.max_per_address = 2;
+    server_new(w, &so);
+    CHECK_EQ_INT(zk_server_listen(w->server), 0);
+    snprintf(url, sizeof url, "ws://127.0.0.1:%d/", zk_server_port(w->server));
+    for (i = 0; i < 2; i++) {
+        zk_conn_opts co = client_opts(url);
+        c[i] = connect_tcp(w, &co);
+    }
+    RUN_UNTIL(w->loop, c[0]->opens && c[1]->opens, 3000);
+    {
+        zk_conn_opts co = client_opts(url);
+        c[2] = connect_tcp(w, &co);
+    }
+    RUN_UNTIL(w->loop, c[2]->closes || c[2]->opens, 3000);
+    CHECK_EQ_INT(c[2]->opens, 0);
+    CHECK_EQ_INT(c[2]->closes, 1);
+    CHECK_EQ_INT(zk_server_connections(w->server), 2);
+    /* one leaves: its place is free again */
+    zk_conn_close(c[0]->conn, 1000, NULL);
+    RUN_UNTIL(w->loop, c[0]->closes && zk_server_connections(w->server) == 1, 3000);
+    {
+        zk_conn_opts co = client_opts(url);
+        c[3] = connect_tcp(w, &co);
+    }
+    RUN_UNTIL(w->loop, c[3]->closes || c[3]->opens, 3000);
+    CHECK_EQ_INT(c[3]->opens, 1);
+    {
+        zk_conn_opts co = client_opts(url);
+        c[4] = connect_tcp(w, &co);
+    }
+    RUN_UNTIL(w->loop, c[4]->closes || c[4]->opens, 3000);
+    CHECK_EQ_INT(c[4]->opens, 0);
+    /* loopback connections are not counted */
+    {
+        side *lb[3];
+        for (i = 0; i < 3; i++) lb[i] = connect_lb_url(w, "ws://loopback/", NULL);
+        RUN_UNTIL(w->loop, lb[0]->opens && lb[1]->opens && lb[2]->opens, 3000);
+        CHECK_EQ_INT(lb[0]->opens + lb[1]->opens + lb[2]->opens, 3);
+    }
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
+/* The per-address table itself: 3000 addresses with 1 to 3 connections
+   each, added and removed in a shuffled order; every count stays right and
+   the table is empty at the end (deletion moves entries back so lookups
+   past a hole still find them). */
+TEST(per_address_table_counts_and_deletes) {
+    world *w = world_new(0);
+    zk_server_opts so = server_opts(w);
+    enum { N = 3000 };
+    static unsigned char keys[N][16];
+    static int counts[N], order[3 * N];
+    int i, n = 0, bad = 0;
+    uint64_t x = 88172645463325252ull;
+    server_new(w, &so);
+    for (i = 0; i < N; i++) {
+        int k;
+        memset(keys[i], 0, 16);
+        keys[i][10] = keys[i][11] = 0xff;
+        keys[i][12] = (unsigned char)(i >> 8);
+        keys[i][13] = (unsigned char)i;
+        keys[i][14] = (unsigned char)(i * 7);
+        counts[i] = 1 + i % 3;
+        for (k = 0; k < counts[i]; k++) {
+            CHECK_EQ_INT(zk__addr_add(w->server, keys[i]), 0);
+            order[n++] = i;
+        }
+    }
+    for (i = 0; i < N; i++)
+        if (!zk__addr_find(w->server, keys[i]) || (int)zk__addr_find(w->server, keys[i])->count != counts[i]) bad++;
+    CHECK_EQ_INT(bad, 0);
+    for (i = n - 1; i > 0; i--) { /* shuffle the removals */
+        int j, t;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        j = (int)(x % (uint64_t)(i + 1));
+        t = order[i]; order[i] = order[j]; order[j] = t;
+    }
+    for (i = 0; i < n; i++) {
+        int k = order[i];
+        zk__addr_remove(w->server, keys[k]);
+        counts[k]--;
+        if (i % 97 == 0) { /* now and then, every count is checked */
+            int j;
+            for (j = 0; j < N; j++) {
+                zk__addr_slot *e = zk__addr_find(w->server, keys[j]);
+                if ((counts[j] && (!e || (int)e->count != counts[j])) || (!counts[j] && e)) bad++;
+            }
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(w->server->addr_used, 0);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 int main(void) {
     const char *p = getenv("ZK_TEST_POLLER");
     zk_loop_opts o;
@@ -2625,6 +2727,8 @@ int main(void) {
     RUN(tcp_plain_http_request_gets_426);
     RUN(tcp_100_clients_each_echo_100_messages);
     RUN(tcp_max_connections_turns_extra_clients_away);
+    RUN(tcp_max_per_address_turns_extra_clients_of_one_address_away);
+    RUN(per_address_table_counts_and_deletes);
     RUN(tcp_server_freed_with_open_connections);
     return test_summary();
 }
