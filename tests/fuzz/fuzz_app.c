@@ -13,6 +13,10 @@
       zk_app on a virtual clock (text when it is UTF-8, else binary). The
       loop, router, app and client are made once and reused; a client the
       server closed is replaced.
+   4. The app again, from a client speaking MessagePack (zocket.msgpack):
+      the input written as MessagePack when it is JSON (the same
+      expectations as 3), and the raw input as a binary frame (any
+      answers well formed, at most one).
    The last byte picks what happens to requests a handler kept: bit 0
    answers them ok or with an error; bit 1 first moves the clock past the
    request timeout (TIMEOUT goes out, the late answer gets ZK_ETIMEDOUT).
@@ -79,6 +83,8 @@ static zk_loop *loop;
 static zk_router *router;
 static zk_app *app;
 static zk_conn *client;
+static zk_conn *mpclient; /* speaks MessagePack; what it gets is kept as JSON text */
+static int mpclient_closed;
 static int client_closed;
 static zk_doc check_doc; /* for checking answers and messages */
 static zk_request *kept[64];
@@ -234,12 +240,44 @@ static void cl_message(zk_conn *c, zk_str data, int binary) {
 }
 
 static void cl_close(zk_conn *c, int code, zk_str reason, int clean) {
-    (void)c;
     (void)code;
     (void)reason;
     (void)clean;
+    if (c == mpclient) {
+        mpclient_closed = 1;
+        mpclient = NULL;
+        return;
+    }
     client_closed = 1;
     client = NULL;
+}
+
+/* A MessagePack client's message: must be binary MessagePack; kept as JSON. */
+static void mp_message(zk_conn *c, zk_str data, int binary) {
+    zk_doc d;
+    zk_writer w;
+    zk_str js;
+    char *m;
+    (void)c;
+    CHECK(binary);
+    zk_doc_init(&d);
+    CHECK(zk_msgpack_parse(&d, data.ptr, data.len) == ZK_OK);
+    zk_writer_init(&w, NULL, 0);
+    zk_write_value(&w, zk_doc_root(&d));
+    js = zk_writer_result(&w);
+    CHECK(js.ptr != NULL);
+    if (got.n == got.cap) {
+        got.cap = got.cap ? got.cap * 2 : 8;
+        got.msgs = (char **)realloc(got.msgs, got.cap * sizeof *got.msgs);
+        CHECK(got.msgs != NULL);
+    }
+    m = (char *)malloc(js.len + 1);
+    CHECK(m != NULL);
+    memcpy(m, js.ptr, js.len);
+    m[js.len] = '\0';
+    got.msgs[got.n++] = m;
+    zk_writer_free(&w);
+    zk_doc_free(&d);
 }
 
 static void got_clear(void) {
@@ -269,7 +307,25 @@ static void connect_client(void) {
     pump();
     CHECK(client != NULL);
     zk_app_get_stats(app, &st);
-    CHECK(st.connections == 1);
+    CHECK(st.connections == 1 + (mpclient != NULL));
+}
+
+static void connect_mpclient(void) {
+    static const char *const mp[] = {ZK_PROTOCOL_MSGPACK};
+    zk_conn_opts o;
+    int err = 1;
+    memset(&o, 0, sizeof o);
+    o.url = "ws://loopback/";
+    o.protocols = mp;
+    o.protocol_count = 1;
+    o.cb.on_message = mp_message;
+    o.cb.on_close = cl_close;
+    mpclient_closed = 0;
+    mpclient = zk_loopback_connect(zk_app_server(app), &o, NULL, &err);
+    CHECK(mpclient != NULL && err == 0);
+    pump();
+    CHECK(mpclient != NULL);
+    CHECK(zk_str_eq_nocase(zk_conn_protocol(mpclient), ZK_PROTOCOL_MSGPACK));
 }
 
 static void cleanup(void) {
@@ -278,6 +334,7 @@ static void cleanup(void) {
     nkept = 0;
     zk_app_free(app);
     if (client) zk_conn_abort(client);
+    if (mpclient) zk_conn_abort(mpclient);
     zk_loop_free(loop);
     zk_router_free(router);
     zk_doc_free(&check_doc);
@@ -509,6 +566,67 @@ static void app_message(const uint8_t *data, size_t size, int ok, int late) {
     if (client_closed) client = NULL; /* an __auth failure: a new client next time */
 }
 
+/* 4: the same through a MessagePack client. */
+static void app_message_mp(const uint8_t *data, size_t size, int ok, int late) {
+    char want[ZK_RPC_ID_MAX * 6 + 8], id[ZK_RPC_ID_MAX * 6 + 8];
+    int call = expect_call(data, size, want, sizeof want), answers = 0, errors = 0, pass;
+    size_t i;
+    for (pass = 0; pass < 2; pass++) {
+        zk_str out = {NULL, 0};
+        zk_writer w;
+        zk_doc d;
+        char *copy = (char *)malloc(size ? size : 1);
+        CHECK(copy != NULL);
+        if (size) memcpy(copy, data, size);
+        zk_doc_init(&d);
+        zk_writer_init(&w, NULL, 0);
+        zk_writer_set_codec(&w, ZK_CODEC_MSGPACK);
+        if (pass == 0) { /* the input as MessagePack, when it is JSON */
+            if (zk_json_parse(&d, copy, size) == ZK_OK) {
+                zk_write_value(&w, zk_doc_root(&d));
+                out = zk_writer_result(&w);
+            }
+        } else { /* the raw bytes */
+            out.ptr = copy;
+            out.len = size;
+        }
+        if (out.ptr) {
+            if (!mpclient) connect_mpclient();
+            got_clear();
+            answers = errors = 0;
+            CHECK(zk_conn_send(mpclient, out.ptr, out.len, 1) >= 0);
+            pump();
+            answer_kept(ok, late);
+            pump();
+            for (i = 0; i < got.n; i++) {
+                int kind = classify(got.msgs[i], id, sizeof id);
+                if (kind == 1) {
+                    if (pass == 0) {
+                        CHECK(call);
+                        CHECK(strcmp(id, want) == 0);
+                    }
+                    answers++;
+                } else if (kind == 2) {
+                    errors++;
+                }
+            }
+            if (pass == 0 && call) {
+                CHECK(answers == 1);
+                CHECK(errors == 0);
+            } else if (pass == 0) {
+                CHECK(answers == 0);
+                CHECK(errors <= 1);
+            } else {
+                CHECK(answers + errors <= 1);
+            }
+            if (mpclient_closed) mpclient = NULL;
+        }
+        zk_writer_free(&w);
+        zk_doc_free(&d);
+        free(copy);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int ok, late;
     if (!loop) setup();
@@ -518,6 +636,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     call_split(data, size, ok);
     call_parsed(data, size, ok);
     app_message(data, size, ok, late);
+    app_message_mp(data, size, ok, late);
     CHECK(lib_live <= MAX_LIVE);
     return 0;
 }
