@@ -105,6 +105,16 @@ $(BUILD)/client_load: bench/client_load.c zocket.h | $(BUILD)
 $(BUILD)/cluster_bench: bench/cluster_bench.c zocket.h | $(BUILD)
 	$(CC) $(BENCHCFLAGS) $< -o $@
 
+# slow and silent peers over real sockets against a forked server: each is
+# closed at its deadline, and a normal client's round trip with and without
+# them (tests/interop/run.sh runs it; -O2: it also reports figures)
+$(BUILD)/slowloris: tests/interop/slowloris.c zocket.h | $(BUILD)
+	$(CC) $(BENCHCFLAGS) $< -o $@
+
+# thousands of clients chatting for minutes (bench/run_soak.sh)
+$(BUILD)/soak: bench/soak.c zocket.h | $(BUILD)
+	$(CC) $(BENCHCFLAGS) $< -o $@
+
 $(BUILD)/fuzz_%: tests/fuzz/fuzz_%.c zocket.h | $(BUILD)
 	$(CLANG) $(FUZZCFLAGS) $< -o $@
 

@@ -126,12 +126,16 @@ struct zk_conn {
     size_t wq_bytes, wq_off;    /* queued bytes; bytes of the head chunk written */
     size_t high_water, write_limit;
     zk_timer timer;
+    zk_timer guard;             /* server: message_timeout_ms and write_timeout_ms */
     uint64_t last_rx;
+    uint64_t msg_since;         /* a message has been arriving since (msg_started) */
+    uint64_t stall_since;       /* bytes queued and none taken since (stalled) */
     zk__work flush;
     const char *protocol;       /* chosen subprotocol, or NULL */
     int busy;                   /* handlers running on the stack */
     unsigned char state, timer_what, opened, notified, want_drain, shut, write_blocked;
     unsigned char pinged;       /* a heartbeat ping is out and nothing came since */
+    unsigned char msg_started, stalled;
     unsigned char pongs;        /* pongs queued, at most ZK__MAX_PONGS */
     unsigned char http_pending; /* on_http has the request and has not answered */
     unsigned char accepted;     /* on_upgrade accepted it: on_close will come */
@@ -500,6 +504,7 @@ ZK__PRIVATE void zk__conn_free(zk_conn *c) {
         if (c->next) c->next->prev = c->prev;
     }
     zk_timer_stop(&c->timer);
+    zk_timer_stop(&c->guard);
     zk__work_cancel(c->loop, &c->flush);
     zk__wq_clear(c);
     zk_ws_free(&c->ws);
@@ -543,6 +548,7 @@ ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
     c->state = ZK__C_GONE;
     if (c->loop->corked == c) c->loop->corked = NULL;
     zk_timer_stop(&c->timer);
+    zk_timer_stop(&c->guard);
     zk__work_cancel(c->loop, &c->flush);
     if (c->stream) c->stream->ops->close(c->stream);
     c->stream = NULL;
@@ -585,10 +591,47 @@ ZK__PRIVATE uint32_t zk__close_timeout(const zk_conn *c) {
     return t ? t : 3000;
 }
 
+/* The server's two slow-peer deadlines share one timer, armed when either
+   starts and checked lazily: a message arriving for longer than
+   message_timeout_ms is closed with 1008, and a queue the peer has taken
+   nothing from for write_timeout_ms drops the connection. */
+ZK__PRIVATE uint32_t zk__ms_or(uint32_t v, uint32_t dflt) { return v ? v : dflt; }
+
+ZK__PRIVATE void zk__guard_arm(zk_conn *c) {
+    uint64_t now, due = UINT64_MAX;
+    if (!c->server || zk_timer_active(&c->guard)) return;
+    if (c->msg_started) due = c->msg_since + zk__ms_or(c->server->opts.message_timeout_ms, 30000);
+    if (c->stalled) {
+        uint64_t d = c->stall_since + zk__ms_or(c->server->opts.write_timeout_ms, 30000);
+        if (d < due) due = d;
+    }
+    if (due == UINT64_MAX) return;
+    now = zk_loop_now(c->loop);
+    zk_timer_start(&c->guard, due > now ? due - now : 0, 0);
+}
+
+ZK__PRIVATE void zk__guard_fire(zk_timer *t) {
+    zk_conn *c = (zk_conn *)t->data;
+    uint64_t now = zk_loop_now(c->loop);
+    c->busy++;
+    if (c->stalled && now - c->stall_since >= zk__ms_or(c->server->opts.write_timeout_ms, 30000)) {
+        zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not read");
+    } else if (c->msg_started && c->state == ZK__C_OPEN &&
+               now - c->msg_since >= zk__ms_or(c->server->opts.message_timeout_ms, 30000)) {
+        c->msg_started = 0;
+        zk_conn_close(c, ZK_CLOSE_POLICY, "message too slow");
+        zk__guard_arm(c);
+    } else if (c->state != ZK__C_GONE) {
+        zk__guard_arm(c);
+    }
+    c->busy--;
+    zk__conn_release(c);
+}
+
 ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
     struct iovec iov[64];
     long n;
-    int k;
+    int k, taken = 0;
     if (c->state == ZK__C_GONE || c->state == ZK__C_CONNECTING || !c->stream) return;
     while (c->wq) {
         zk__chunk *ch = c->wq;
@@ -603,6 +646,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
             return;
         }
         c->wq_bytes -= (size_t)n;
+        if (n > 0) taken = 1;
         while (n > 0) {
             ch = c->wq;
             if ((size_t)n >= ch->len - c->wq_off) {
@@ -620,6 +664,15 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
             }
         }
         if (c->wq) break; /* short write: the socket is full */
+    }
+    if (c->server) { /* what the peer took restarts write_timeout_ms */
+        if (!c->wq) {
+            c->stalled = 0;
+        } else if (!c->stalled || taken) {
+            c->stalled = 1;
+            c->stall_since = zk_loop_now(c->loop);
+            zk__guard_arm(c);
+        }
     }
     if (c->wq && !c->write_blocked) {
         c->write_blocked = 1;
@@ -709,6 +762,7 @@ ZK__PRIVATE zk_conn *zk__conn_new(zk_loop *loop, const zk_callbacks *cb, size_t 
     wo.mask_seed = zk_loop_random(loop);
     zk_ws_init(&c->ws, &wo);
     zk_timer_init(loop, &c->timer, zk__conn_timer, c);
+    zk_timer_init(loop, &c->guard, zk__guard_fire, c);
     c->flush.fn = zk__conn_flush_work;
     c->last_rx = zk_loop_now(loop);
     return c;
@@ -1011,6 +1065,7 @@ ZK__PRIVATE size_t zk__conn_frames(zk_conn *c, unsigned char *buf, size_t len) {
         switch (ev.type) {
         case ZK_WS_EV_TEXT:
         case ZK_WS_EV_BINARY:
+            c->msg_started = 0;
             if (c->cb && c->cb->on_message) c->cb->on_message(c, ev.data, ev.type == ZK_WS_EV_BINARY);
             break;
         case ZK_WS_EV_PONG:
@@ -1094,6 +1149,12 @@ ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
         else if (c->state != ZK__C_HANDSHAKE) used = have; /* HTTP answered, lingering: discard */
         /* keep what was not consumed for the next read */
         have -= used;
+        if (c->server && c->state == ZK__C_OPEN && !c->msg_started &&
+            (have || (c->ws.flags & (ZK__WS_IN_MESSAGE | ZK__WS_IN_FRAME)))) {
+            c->msg_started = 1; /* message_timeout_ms runs from here */
+            c->msg_since = c->last_rx;
+            zk__guard_arm(c);
+        }
         if (have > c->rlen || !have) {
             if (c->rbuf) ZK_FREE(c->rbuf);
             c->rbuf = NULL;

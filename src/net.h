@@ -64,6 +64,11 @@ typedef struct zk_server_opts {
     uint32_t idle_timeout_ms;     /* 0: 30000. A peer silent this long is pinged */
     uint32_t pong_timeout_ms;     /* 0: 10000. No pong (or anything) by then: closed */
     uint32_t close_timeout_ms;    /* 0: 3000. Close handshake not done by then: TCP closed */
+    uint32_t message_timeout_ms;  /* 0: 30000. A message (every frame of it) not whole
+                                     this long after its first byte came: close 1008 */
+    uint32_t write_timeout_ms;    /* 0: 30000. Bytes queued and none of them taken by
+                                     the peer for this long (it does not read): the
+                                     TCP connection is dropped (on_close 1006) */
     size_t max_connections;       /* 0: no limit of ours (the fd limit applies) */
     size_t max_per_address;       /* connections at once from one IP address (IPv4,
                                      or IPv6; loopback transport not counted);

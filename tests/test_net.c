@@ -1800,6 +1800,121 @@ TEST(upgrade_not_sent_is_closed_at_the_handshake_deadline) {
     CHECK_ALL_FREED();
 }
 
+/* message_timeout_ms: a message must be whole within it of its first byte,
+   however the peer trickles it (bytes of one frame, or whole fragments). */
+TEST(message_not_whole_at_the_deadline_is_closed_with_1008) {
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    unsigned char f[256];
+    char text[100];
+    size_t n, k;
+    side *trickle, *frags, *steady;
+    int i;
+    so.message_timeout_ms = 1000;
+    so.idle_timeout_ms = 60000;
+    server_new(w, &so);
+    trickle = connect_lb_url(w, "ws://loopback/", NULL);
+    frags = connect_lb_url(w, "ws://loopback/", NULL);
+    steady = connect_lb_url(w, "ws://loopback/", NULL);
+    pump(w->loop);
+    CHECK_EQ_INT(w->nsrv, 3);
+    memset(text, 'a', sizeof text);
+    /* one frame, a few bytes at a time: the bytes do not restart the clock */
+    n = client_frame(f, ZK_WS_TEXT, 1, text, sizeof text, 1);
+    inject(trickle->conn, f, 10);
+    /* whole fragments of a message that never ends */
+    k = client_frame(f + 128, ZK_WS_TEXT, 0, "a", 1, 1);
+    inject(frags->conn, f + 128, k);
+    pump(w->loop);
+    for (i = 1; i <= 3; i++) {
+        zk_loop_advance(w->loop, 333);
+        inject(trickle->conn, f + 10 * i, 10);
+        k = client_frame(f + 128, ZK_WS_CONTINUATION, 0, "a", 1, 1);
+        inject(frags->conn, f + 128, k);
+        pump(w->loop);
+    }
+    CHECK_EQ_INT(trickle->closes + frags->closes, 0);
+    zk_loop_advance(w->loop, 1); /* 1000 ms after the first byte */
+    pump(w->loop);
+    CHECK_EQ_INT(trickle->closes, 1);
+    CHECK_EQ_INT(trickle->close_code, 1008);
+    CHECK(strcmp(trickle->close_reason, "message too slow") == 0);
+    CHECK_EQ_INT(frags->closes, 1);
+    CHECK_EQ_INT(frags->close_code, 1008);
+    CHECK_EQ_INT(w->srv[0].messages + w->srv[1].messages, 0);
+    /* messages that each take 900 ms, one after another, are fine: the
+       deadline is per message, and a complete one resets it */
+    for (i = 0; i < 5; i++) {
+        k = client_frame(f + 128, ZK_WS_TEXT, 1, "hello", 5, 1);
+        inject(steady->conn, f + 128, 3);
+        pump(w->loop);
+        zk_loop_advance(w->loop, 900);
+        inject(steady->conn, f + 131, k - 3);
+        pump(w->loop);
+    }
+    CHECK_EQ_INT(steady->closes, 0);
+    CHECK_EQ_INT(w->srv[2].messages, 5);
+    CHECK_EQ_INT(zk_server_connections(w->server), 1);
+    (void)n;
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
+/* write_timeout_ms: bytes queued that the peer takes none of for that long
+   drop the connection; a peer that reads now and then is not dropped. */
+TEST(peer_that_reads_nothing_is_dropped_at_the_write_deadline) {
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    zk_loopback_opts lo;
+    side *stuck, *slow, *s;
+    unsigned char big[1000];
+    uint64_t t0;
+    int i, j;
+    memset(&lo, 0, sizeof lo);
+    memset(big, 'x', sizeof big);
+    lo.capacity = 2048;
+    so.write_timeout_ms = 1000;
+    so.idle_timeout_ms = 60000;
+    server_new(w, &so);
+    stuck = connect_lb_url(w, "ws://loopback/", &lo);
+    slow = connect_lb_url(w, "ws://loopback/", &lo);
+    pump(w->loop);
+    CHECK_EQ_INT(zk_loopback_stall(stuck->conn, 1), 0);
+    CHECK_EQ_INT(zk_loopback_stall(slow->conn, 1), 0);
+    s = &w->srv[0];
+    for (i = 0; i < 10; i++) CHECK(zk_conn_send(w->srv[0].conn, big, sizeof big, 1) >= 0);
+    pump(w->loop);
+    t0 = zk_loop_now(w->loop);
+    CHECK(zk_conn_buffered(s->conn) > 0);
+    /* the slow one reads everything every 900 ms and gets more each time */
+    for (j = 0; j < 5; j++) {
+        for (i = 0; i < 10; i++) CHECK(zk_conn_send(w->srv[1].conn, big, sizeof big, 1) >= 0);
+        pump(w->loop);
+        zk_loop_advance(w->loop, 900);
+        CHECK_EQ_INT(zk_loopback_stall(slow->conn, 0), 0);
+        pump(w->loop);
+        CHECK_EQ_INT(zk_loopback_stall(slow->conn, 1), 0);
+        if (j == 0) {
+            zk_loop_advance(w->loop, 99); /* 999 ms in: the stuck one is still there */
+            CHECK_EQ_INT(s->closes, 0);
+            zk_loop_advance(w->loop, 1);
+            CHECK_EQ_INT(s->closes, 1);
+            CHECK_EQ_INT(s->close_code, 1006);
+            CHECK(strcmp(s->close_reason, "peer did not read") == 0);
+            CHECK_EQ_INT(s->close_at, t0 + 1000);
+        }
+    }
+    CHECK_EQ_INT(slow->messages, 50);
+    CHECK_EQ_INT(w->srv[1].closes + slow->closes, 0);
+    CHECK_EQ_INT(zk_server_connections(w->server), 1);
+    CHECK_EQ_INT(zk_loopback_stall(stuck->conn, 0), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(stuck->closes, 1);
+    CHECK_EQ_INT(stuck->close_code, 1006);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(healthy_client_stays_open_through_heartbeats) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
@@ -2702,6 +2817,8 @@ int main(void) {
     RUN(send_inside_on_close_after_a_drop_reports_closed);
     RUN(send_inside_on_close_after_a_protocol_error_reports_closed);
     RUN(upgrade_not_sent_is_closed_at_the_handshake_deadline);
+    RUN(message_not_whole_at_the_deadline_is_closed_with_1008);
+    RUN(peer_that_reads_nothing_is_dropped_at_the_write_deadline);
     RUN(healthy_client_stays_open_through_heartbeats);
     RUN(healthy_client_with_latency_stays_open_through_heartbeats);
     RUN(busy_client_is_never_pinged);
