@@ -1489,6 +1489,10 @@ typedef struct zk_client_opts {
     uint32_t call_timeout_ms;       /* 0: 10000: calls without their own timeout */
     size_t queue_max;               /* 0: 1024 messages waiting while not open */
     size_t queue_max_bytes;         /* 0: 1 MiB of them */
+    size_t max_pending;             /* 0: 4096 calls without their result yet (sent,
+                                       queued or sharing an identical call's
+                                       request); more: zk_client_call gives
+                                       ZK_ENOSPACE */
     size_t max_message;             /* 0: ZK_WS_MAX_MESSAGE */
     zk_server *loopback;            /* tests: connect over loopback to this server
                                        instead of TCP (url gives path and query) */
@@ -1537,7 +1541,8 @@ ZK_API zk_loop *zk_client_loop(const zk_client *client);
    or not. Identical calls in flight share one request, each with its own
    timeout. Do not zk_client_free the client from its own callbacks
    (zk_client_close is fine). Returns 0, ZK_EINVAL (bad type or payload),
-   ZK_ENOSPACE (the offline queue is full: nothing queued, done not called),
+   ZK_ENOSPACE (the offline queue is full, or max_pending calls are waiting:
+   nothing queued, done not called),
    ZK_EBACKPRESSURE (open, but the connection's write limit is reached),
    ZK_ECLOSED (closed), ZK_ENOMEM. */
 ZK_API int zk_client_call(zk_client *client, const char *type, const char *payload, size_t payload_len,
@@ -8676,6 +8681,7 @@ struct zk_client {
     zk_timer retry, stable, ping, pong;
     zk__msg *queue, *queue_tail;  /* waiting for the connection */
     size_t queued, queued_bytes;
+    size_t pending;               /* waiters: calls that have not had their result */
     zk__msg *flight;              /* calls sent, waiting for answers */
     zk__map rpcs;                 /* rpcId -> call in flight */
     zk__map inflight;             /* key -> call, for dedup */
@@ -8851,6 +8857,7 @@ ZK__PRIVATE void zk__msg_free(zk__msg *m) {
     while (w) {
         zk__waiter *next = w->next;
         zk_timer_stop(&w->timer);
+        m->client->pending--;
         ZK_FREE(w);
         w = next;
     }
@@ -8914,6 +8921,7 @@ ZK__PRIVATE void zk__call_finish(zk_client *c, zk__msg *m, const zk_result *r) {
         zk__waiter *next = w->next;
         zk_timer_stop(&w->timer);
         if (!r->ok && w->undo) w->undo(c, w->user);
+        c->pending--;
         if (w->done) w->done(c, r, w->user);
         ZK_FREE(w);
         w = next;
@@ -9002,6 +9010,7 @@ ZK__PRIVATE void zk__waiter_timeout(zk_timer *t) {
     zk_result r;
     for (p = &m->waiters; *p && *p != w; p = &(*p)->next) {}
     if (*p) *p = w->next;
+    c->pending--;
     if (!m->waiters && !m->background) {
         zk__call_detach(c, m);
         zk__msg_free(m);
@@ -9032,6 +9041,7 @@ ZK__PRIVATE int zk__add_waiter(zk__msg *m, zk_result_fn done, void *user, void (
     }
     while (*tail) tail = &(*tail)->next;
     *tail = w;
+    c->pending++;
     return 0;
 }
 
@@ -9124,6 +9134,10 @@ ZK_API int zk_client_call(zk_client *c, const char *type, const char *payload, s
     if (opts->cacheable && zk__cache_answer(c, key, done, user)) {
         ZK_FREE(key);
         return 0;
+    }
+    if (c->pending >= (c->opts.max_pending ? c->opts.max_pending : 4096)) {
+        ZK_FREE(key);
+        return ZK_ENOSPACE;
     }
     if (!opts->no_dedup) {
         m = (zk__msg *)zk__map_get(&c->inflight, key, strlen(key));

@@ -70,6 +70,7 @@ struct zk_client {
     zk_timer retry, stable, ping, pong;
     zk__msg *queue, *queue_tail;  /* waiting for the connection */
     size_t queued, queued_bytes;
+    size_t pending;               /* waiters: calls that have not had their result */
     zk__msg *flight;              /* calls sent, waiting for answers */
     zk__map rpcs;                 /* rpcId -> call in flight */
     zk__map inflight;             /* key -> call, for dedup */
@@ -245,6 +246,7 @@ ZK__PRIVATE void zk__msg_free(zk__msg *m) {
     while (w) {
         zk__waiter *next = w->next;
         zk_timer_stop(&w->timer);
+        m->client->pending--;
         ZK_FREE(w);
         w = next;
     }
@@ -308,6 +310,7 @@ ZK__PRIVATE void zk__call_finish(zk_client *c, zk__msg *m, const zk_result *r) {
         zk__waiter *next = w->next;
         zk_timer_stop(&w->timer);
         if (!r->ok && w->undo) w->undo(c, w->user);
+        c->pending--;
         if (w->done) w->done(c, r, w->user);
         ZK_FREE(w);
         w = next;
@@ -396,6 +399,7 @@ ZK__PRIVATE void zk__waiter_timeout(zk_timer *t) {
     zk_result r;
     for (p = &m->waiters; *p && *p != w; p = &(*p)->next) {}
     if (*p) *p = w->next;
+    c->pending--;
     if (!m->waiters && !m->background) {
         zk__call_detach(c, m);
         zk__msg_free(m);
@@ -426,6 +430,7 @@ ZK__PRIVATE int zk__add_waiter(zk__msg *m, zk_result_fn done, void *user, void (
     }
     while (*tail) tail = &(*tail)->next;
     *tail = w;
+    c->pending++;
     return 0;
 }
 
@@ -518,6 +523,10 @@ ZK_API int zk_client_call(zk_client *c, const char *type, const char *payload, s
     if (opts->cacheable && zk__cache_answer(c, key, done, user)) {
         ZK_FREE(key);
         return 0;
+    }
+    if (c->pending >= (c->opts.max_pending ? c->opts.max_pending : 4096)) {
+        ZK_FREE(key);
+        return ZK_ENOSPACE;
     }
     if (!opts->no_dedup) {
         m = (zk__msg *)zk__map_get(&c->inflight, key, strlen(key));

@@ -101,6 +101,10 @@ typedef struct zk_client_opts {
     uint32_t call_timeout_ms;       /* 0: 10000: calls without their own timeout */
     size_t queue_max;               /* 0: 1024 messages waiting while not open */
     size_t queue_max_bytes;         /* 0: 1 MiB of them */
+    size_t max_pending;             /* 0: 4096 calls without their result yet (sent,
+                                       queued or sharing an identical call's
+                                       request); more: zk_client_call gives
+                                       ZK_ENOSPACE */
     size_t max_message;             /* 0: ZK_WS_MAX_MESSAGE */
     zk_server *loopback;            /* tests: connect over loopback to this server
                                        instead of TCP (url gives path and query) */
@@ -149,7 +153,8 @@ ZK_API zk_loop *zk_client_loop(const zk_client *client);
    or not. Identical calls in flight share one request, each with its own
    timeout. Do not zk_client_free the client from its own callbacks
    (zk_client_close is fine). Returns 0, ZK_EINVAL (bad type or payload),
-   ZK_ENOSPACE (the offline queue is full: nothing queued, done not called),
+   ZK_ENOSPACE (the offline queue is full, or max_pending calls are waiting:
+   nothing queued, done not called),
    ZK_EBACKPRESSURE (open, but the connection's write limit is reached),
    ZK_ECLOSED (closed), ZK_ENOMEM. */
 ZK_API int zk_client_call(zk_client *client, const char *type, const char *payload, size_t payload_len,

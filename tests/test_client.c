@@ -1346,6 +1346,48 @@ TEST(undo_runs_before_done_only_when_a_call_fails) {
 
 /* ---- offline queue --------------------------------------------------------- */
 
+/* max_pending counts every call still owed a result: sent and kept by the
+   server, queued, or sharing an identical call's request. */
+TEST(pending_calls_are_limited_by_max_pending) {
+    world *w = world_new();
+    probe p;
+    zk_client_opts o;
+    zk_client *c;
+    answer a[6];
+    zk_call_opts once = call_opts();
+    world_start(w);
+    client_opts(w, &p, &o);
+    o.max_pending = 3;
+    c = client_open(w, &o);
+    memset(a, 0, sizeof a);
+    once.no_dedup = 1;
+    CHECK_EQ_INT(call(c, "slow", "1", NULL, &a[0]), 0);
+    CHECK_EQ_INT(call(c, "slow", "2", NULL, &a[1]), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(w->nkept, 2);
+    CHECK_EQ_INT(call(c, "slow", "2", NULL, &a[2]), 0); /* shares the request of a[1] */
+    CHECK_EQ_INT(call(c, "slow", "3", NULL, &a[3]), ZK_ENOSPACE);
+    CHECK_EQ_INT(call(c, "slow", "2", NULL, &a[3]), ZK_ENOSPACE);
+    pump(w->loop);
+    CHECK_EQ_INT(w->nkept, 2);
+    CHECK_EQ_INT(a[3].calls, 0);
+    /* a result frees a place */
+    CHECK_EQ_INT(answer_kept(w, 0, 10), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(a[0].calls, 1);
+    CHECK_EQ_INT(call(c, "slow", "4", &once, &a[4]), 0);
+    CHECK_EQ_INT(call(c, "slow", "5", &once, &a[5]), ZK_ENOSPACE);
+    /* so does a timeout */
+    run_for(w, 10000);
+    CHECK_EQ_INT(a[1].calls + a[2].calls + a[4].calls, 3);
+    CHECK(strcmp(a[1].code, "TIMEOUT") == 0);
+    CHECK_EQ_INT(call(c, "echo", "6", NULL, &a[5]), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(a[5].ok, 1);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(offline_queue_goes_out_in_order_once_open) {
     world *w = world_new();
     probe p;
@@ -2559,6 +2601,7 @@ int main(void) {
     RUN(call_timeouts_per_call_and_default_and_late_answers);
     RUN(calls_in_flight_on_a_drop_fail_or_are_resent_when_idempotent);
     RUN(undo_runs_before_done_only_when_a_call_fails);
+    RUN(pending_calls_are_limited_by_max_pending);
     RUN(offline_queue_goes_out_in_order_once_open);
     RUN(refused_upgrades_end_the_client_or_are_retried_by_status);
     RUN(on_state_hears_open_after_the_queue_went_out);
