@@ -267,6 +267,7 @@ ZK_API int zk_json_parse(zk_doc *doc, char *buf, size_t len) {
     while (p < end && zk__json_ws(*p)) p++;
 
 value: /* a value is expected at p: an array element or the root */
+    /* cppcheck-suppress incorrectLogicOperator ; gotos below come back here with depth > 0 */
     if (depth && !in_object) {
         uint32_t parent = stack[depth - 1];
         if (last[depth - 1]) doc->nodes[last[depth - 1]].next = doc->count;

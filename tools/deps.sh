@@ -3,6 +3,7 @@
 # Usage: tools/deps.sh NAME...   NAME is one of: clang libfuzzer valgrind
 #        redis (redis-server) nats (nats-server) msgpack (python3-msgpack,
 #        for Debian's /usr/bin/python3, the MessagePack interop peer)
+#        cppcheck (static analysis)
 # Prints nothing and exits 0 when everything is present; exits 1 (with the
 # reason on stderr) when something is missing and cannot be installed.
 set -u
@@ -48,6 +49,8 @@ for want in "$@"; do
           have_server nats-server || { echo "nats-server is not available" >&2; status=1; } ;;
     msgpack) have_msgpack || apt_install python3-msgpack || status=1
              have_msgpack || { echo "python3-msgpack is not available" >&2; status=1; } ;;
+    cppcheck) command -v cppcheck >/dev/null 2>&1 || apt_install cppcheck || status=1
+              command -v cppcheck >/dev/null 2>&1 || { echo "cppcheck is not available" >&2; status=1; } ;;
     *) echo "deps.sh: unknown dependency $want" >&2; status=1 ;;
     esac
 done
