@@ -71,7 +71,12 @@ $(BUILD)/tsan/test_%: tests/test_%.c tests/test.h zocket.h
 	@mkdir -p $(BUILD)/tsan
 	$(CLANG) -std=c99 $(WARN) -g -O1 -fsanitize=thread -I. $< -o $@
 
-tsan-tests: $(BUILD)/tsan/test_loop $(BUILD)/tsan/test_app
+# and the loop's wakeup on the kqueue backend (over the shim)
+$(BUILD)/tsan/kqueue/test_loop: tests/test_loop.c tests/test.h tests/kqueue/kqueue_shim.c tests/kqueue/sys/event.h zocket.h
+	@mkdir -p $(BUILD)/tsan/kqueue
+	$(CLANG) -std=c99 $(WARN) -g -O1 -fsanitize=thread -DZK_HAVE_KQUEUE=1 -Itests/kqueue -I. $< tests/kqueue/kqueue_shim.c -o $@
+
+tsan-tests: $(BUILD)/tsan/test_loop $(BUILD)/tsan/test_app $(BUILD)/tsan/kqueue/test_loop
 
 $(BUILD)/interop_client: tests/interop/interop_client.c zocket.h | $(BUILD)
 	$(CC) $(TESTCFLAGS) $< -o $@

@@ -127,6 +127,8 @@ done
 if [ $deps_clang = 1 ] && [ -e tests/test_loop.c ]; then
     if make -s tsan-tests >>"$BUILD/make.log" 2>&1; then
         unit "test_loop (tsan)" "$BUILD/tsan/test_loop" TSAN_OPTIONS=halt_on_error=1
+        unit "test_loop (tsan, poll)" "$BUILD/tsan/test_loop" TSAN_OPTIONS=halt_on_error=1 ZK_TEST_POLLER=poll
+        unit "test_loop (tsan, kqueue)" "$BUILD/tsan/kqueue/test_loop" TSAN_OPTIONS=halt_on_error=1 ZK_TEST_POLLER=kqueue
         unit "test_app (tsan)" "$BUILD/tsan/test_app" TSAN_OPTIONS=halt_on_error=1
     else
         fail "build (tsan)"; tail -40 "$BUILD/make.log"
