@@ -2,7 +2,7 @@
 #   make          build tests, examples and benchmarks
 #   make test     check the amalgamation, build, run every test
 #   make run      build and start the chat example (http://127.0.0.1:8080/)
-#   make fuzz     run every fuzzer for FUZZ_SECONDS (default 60) each
+#   make fuzz     run every fuzzer for FUZZ_SECONDS (default 60) or FUZZ_RUNS inputs each
 #   make bench    build and run the benchmarks
 #   make amalgamate   regenerate zocket.h from src/
 
@@ -16,6 +16,7 @@ TESTCFLAGS  := -std=c99 $(WARN) -g -O1 $(SAN) -I.
 BENCHCFLAGS := -std=c99 $(WARN) -O2 -march=native -I.
 FUZZCFLAGS  := -std=c99 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -I.
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?=
 
 SRC      := $(wildcard src/*.h src/*.c)
 TESTS    := $(patsubst tests/%.c,$(BUILD)/%,$(wildcard tests/test_*.c))
@@ -148,11 +149,16 @@ run: $(BUILD)/chat
 
 fuzzers: $(FUZZERS)
 
+# FUZZ_SECONDS per fuzzer, or FUZZ_RUNS inputs each when set (10000000 is
+# what bench/RESULTS.md records); new inputs go to build/corpus/<name>/ and
+# a crash to build/crash-<name>-*
 fuzz: fuzzers
 	@set -e; for f in $(FUZZERS); do \
 	  name=$${f#$(BUILD)/fuzz_}; mkdir -p $(BUILD)/corpus/$$name; \
-	  echo "== $$f ($(FUZZ_SECONDS) s)"; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)/corpus/$$name tests/fuzz/corpus/$$name; \
+	  if [ -n "$(FUZZ_RUNS)" ]; then limit=-runs=$(FUZZ_RUNS); else limit=-max_total_time=$(FUZZ_SECONDS); fi; \
+	  echo "== $$f ($$limit)"; \
+	  $$f $$limit -print_final_stats=1 -artifact_prefix=$(BUILD)/crash-$$name- \
+	    $(BUILD)/corpus/$$name tests/fuzz/corpus/$$name; \
 	done
 
 bench: $(BENCHES) $(BUILD)/loadgen
