@@ -1548,6 +1548,62 @@ TEST(nats_round_trip) {
     CHECK_EQ_INT(op.sid, 42);
 }
 
+/* ==================================================================== */
+/* ---- the adapters' message bodies between nodes (zk__bmsg_parse) ---- */
+
+/* Every prefix of each body, and each body with one byte changed, parsed
+   from a buffer that ends at an unmapped page: nothing reads past it. A
+   prefix parses only when it cuts the payload, the last field, and then
+   with the payload cut short. */
+TEST(broker_bodies_every_prefix_on_guard_page) {
+    static const char *const bodies[] = {
+        "ZK1 M 0123456789abcdef L 0000000012 7 1 - 2 1\n5:lobby3:a b"
+        "22:AAAAAAAAAAAAAAAAAAAAAA12:chat.message{\"text\":\"hi\"}",
+        "ZK1 M 0123456789abcdef P 0000000000 18446744073709551615 7 "
+        "-AAAAAAAAAAAAAAAAAAAAA 0 0\n4:ping",
+        "ZK1 H fedcba9876543210 42 2\n0123456789abcdef 7\n00000000000000ff 1\n",
+        "ZK1 R fedcba9876543210 20 0123456789abcdef\n",
+    };
+    static const char swaps[] = {'0', '9', ':', ' ', '\n', '-', 'L', '\0', '\xff'};
+    size_t b, k, i, j;
+    int bad = 0;
+    for (b = 0; b < sizeof bodies / sizeof *bodies; b++) {
+        const char *body = bodies[b];
+        size_t len = strlen(body), payload_at = 0;
+        zk__bmsg m;
+        guard_buf g = guard_alloc(body, len);
+        CHECK_EQ_INT(zk__bmsg_parse((char *)g.data, len, &m), 0);
+        if (m.kind == 'M') {
+            payload_at = (size_t)(m.payload - (const char *)g.data);
+            CHECK_EQ_INT(payload_at + m.payload_len, len);
+        }
+        guard_free(&g);
+        for (k = 0; k < len; k++) {
+            int rc;
+            g = guard_alloc(body, k);
+            rc = zk__bmsg_parse((char *)g.data, k, &m);
+            if (rc == 0 && !(m.kind == 'M' && k >= payload_at && m.payload_len == k - payload_at) &&
+                !(m.kind == 'H' && k > 0)) {
+                printf("  body %zu: prefix of %zu parsed\n", b, k);
+                bad++;
+            }
+            guard_free(&g);
+        }
+        for (i = 0; i < len; i++) {
+            for (j = 0; j < sizeof swaps; j++) {
+                char copy[256];
+                CHECK(len <= sizeof copy);
+                memcpy(copy, body, len);
+                copy[i] = swaps[j];
+                g = guard_alloc(copy, len);
+                (void)zk__bmsg_parse((char *)g.data, len, &m); /* no read past the end */
+                guard_free(&g);
+            }
+        }
+    }
+    CHECK_EQ_INT(bad, 0);
+}
+
 int main(void) {
     RUN(resp_simple_and_error);
     RUN(resp_integers);
@@ -1586,5 +1642,6 @@ int main(void) {
     RUN(nats_pub_large_payload);
     RUN(nats_pub_sub_refuse_bad_subjects);
     RUN(nats_round_trip);
+    RUN(broker_bodies_every_prefix_on_guard_page);
     return test_summary();
 }
