@@ -26,7 +26,7 @@ BENCHES  := $(patsubst bench/%.c,$(BUILD)/%,$(wildcard bench/bench_*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 
 .PHONY: all test run fuzz fuzzers bench amalgamate clean clang-tests kqueue-tests valgrind-tests tsan-tests
-all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client $(BUILD)/restart_test $(BUILD)/herd_test $(BUILD)/loadgen
+all: $(TESTS) $(BENCHES) $(EXAMPLES) $(BUILD)/interop_client $(BUILD)/restart_test $(BUILD)/herd_test $(BUILD)/loadgen $(BUILD)/slowloris
 
 zocket.h: $(SRC) tools/amalgamate.py
 	$(PYTHON) tools/amalgamate.py

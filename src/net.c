@@ -1218,6 +1218,17 @@ ZK__PRIVATE void zk__tcp_shutdown(zk__stream *s) { shutdown(zk__tcp_of(s)->io.fd
 ZK__PRIVATE void zk__tcp_close(zk__stream *s) {
     zk__tcp *t = zk__tcp_of(s);
     zk__io_set(t->loop, &t->io, 0);
+    if (s->conn && s->conn->wq) {
+        /* Bytes the peer never took (write_timeout_ms, a drop): a plain
+           close() would queue the FIN behind them, so a peer that does not
+           read never learns, and the kernel keeps the socket and its send
+           buffer, probing a zero window for a minute or more. A reset
+           tells the peer and frees both now. */
+        struct linger lg;
+        lg.l_onoff = 1;
+        lg.l_linger = 0;
+        setsockopt(t->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    }
     close(t->io.fd); /* the memory goes with the connection's */
 }
 

@@ -24,9 +24,13 @@
 #      (redis-server and nats-server started here), as one chat, with the
 #      broker unreachable when the first starts, and through a SIGKILL and
 #      restart of the broker (tests/interop/chat_nodes_test.py)
+#  11. slow and silent peers against a zk_app: 1000 slow handshakes, 1000
+#      non-readers and 1000 slow messages, each closed at its deadline, and
+#      a normal client's round trip with and without them
+#      (build/slowloris)
 # Expects build/echo, build/interop_client, build/gameloop, build/chat,
-# build/restart_test, build/herd_test and build/zkcat (tests/run.sh makes
-# them).
+# build/restart_test, build/herd_test, build/zkcat and build/slowloris
+# (tests/run.sh makes them).
 # Installs missing peers (apt as root: python3-websockets, python3-msgpack,
 # chromium, ...;
 # npm ci into tests/interop/node/: ws, playwright-core; tools/deps.sh redis
@@ -1173,6 +1177,37 @@ for kind in redis nats; do
         nodes_group "$kind"
     fi
 done
+
+# 11. Slow and silent peers (tests/interop/slowloris.c, no peer needed): a
+#     forked zk_app with short deadlines against 1000 connections sending
+#     the upgrade request a byte a second, 1000 that never read (their
+#     queues fill) and 1000 sending a message a byte a second; each must be
+#     closed at its deadline (handshake_timeout_ms, write_timeout_ms,
+#     message_timeout_ms then close_timeout_ms), every call of a normal
+#     zk_client answered before and during, and the server's descriptors
+#     back to their count. One check, passed on exit 0; its figures (round
+#     trip p50/p99/max with and without them, peak RSS, close times) are
+#     printed either way, and its failed checks when it fails.
+if [ -x $BUILD/slowloris ]; then
+    timeout -k 5 "$STEP" $BUILD/slowloris > "$tmp/slowloris.out" 2> "$tmp/slowloris.err" &
+    sl_pid=$!
+    pids="$pids $sl_pid"
+    wait "$sl_pid"
+    sl_rc=$?
+    pids=$(printf '%s\n' $pids | grep -vx "$sl_pid" | tr '\n' ' ')
+    sed -n 's/^# /      /p' "$tmp/slowloris.out"
+    if [ $sl_rc = 0 ]; then
+        pass "slow and silent peers: each closed at its deadline, calls answered throughout ($(tail -1 "$tmp/slowloris.out"))"
+    elif [ $sl_rc = 124 ] || [ $sl_rc = 137 ]; then
+        fail "slow and silent peers: timed out after ${STEP} s"
+    else
+        fail "slow and silent peers: exit status $sl_rc ($(tail -1 "$tmp/slowloris.out"))"
+        grep '^FAIL ' "$tmp/slowloris.out" | sed 's/^/      /'
+        tail -5 "$tmp/slowloris.err" | sed 's/^/      /'
+    fi
+else
+    fail "$BUILD/slowloris is missing (make $BUILD/slowloris)"
+fi
 
 if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"
 else echo "$passed passed, $failed failed"; fi
