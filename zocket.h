@@ -1349,7 +1349,8 @@ ZK_API size_t zk_app_rooms(const zk_app *app, const char **out, size_t cap);
 /* What to do with a recipient whose queue is at or past its high-water
    mark (sends to it report backpressure). */
 enum {
-    ZK_DELIVER_QUEUE = 0,   /* queue it anyway, up to the write limit (then drop) */
+    ZK_DELIVER_QUEUE = 0,   /* queue it anyway, up to the write limit (then drop it
+                               and close the connection, ZK_CLOSE_SLOW_CONSUMER) */
     ZK_DELIVER_VOLATILE,    /* drop it (positions, typing indicators) */
     ZK_DELIVER_CLOSE_SLOW   /* drop it and close the connection (ZK_CLOSE_SLOW_CONSUMER) */
 };
@@ -1562,8 +1563,9 @@ ZK_API int zk_client_off(zk_client *client, const char *type, zk_listener_fn fn,
    errors and are otherwise dropped. */
 ZK_API uint64_t zk_client_unhandled(const zk_client *client);
 
-/* A call made again, before the queue, on every reconnect (rejoining rooms);
-   registering it does not send it now: call it yourself the first time.
+/* A call made on every open from now on, before the queue (rejoining
+   rooms): registered before the first open, it goes out on that one too;
+   registered while open, it is not sent now (call it yourself this time).
    Its results go to done as usual. Returns 0 or a negative zk_err. */
 ZK_API int zk_client_rejoin(zk_client *client, const char *type, const char *payload, size_t payload_len,
                             zk_result_fn done, void *user);
@@ -4111,11 +4113,13 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
     size_t cap = exact ? need : need < ZK__CHUNK ? ZK__CHUNK : need;
     zk__chunk *ch;
     if (cap == ZK__CHUNK) {
-        /* once a second the spares shrink to what the last second needed */
+        /* once a second the spares shrink to what the last second needed:
+           the most its queues held at once, less what they hold now */
         if (loop->now - loop->chunk_decay_at >= 1000) {
+            size_t keep = loop->chunk_peak > loop->chunk_live ? loop->chunk_peak - loop->chunk_live : 0;
             loop->chunk_decay_at = loop->now;
             loop->chunk_peak = loop->chunk_live;
-            while (loop->chunk_cached > loop->chunk_peak && loop->chunk_cached > ZK__CHUNK_CACHE) {
+            while (loop->chunk_cached > keep && loop->chunk_cached > ZK__CHUNK_CACHE) {
                 ch = (zk__chunk *)loop->chunk_cache;
                 loop->chunk_cache = ch->next;
                 loop->chunk_cached--;
@@ -5006,11 +5010,14 @@ ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
         else if (c->state != ZK__C_HANDSHAKE) used = have; /* HTTP answered, lingering: discard */
         /* keep what was not consumed for the next read */
         have -= used;
-        if (c->server && c->state == ZK__C_OPEN && !c->msg_started &&
-            (have || (c->ws.flags & (ZK__WS_IN_MESSAGE | ZK__WS_IN_FRAME)))) {
-            c->msg_started = 1; /* message_timeout_ms runs from here */
-            c->msg_since = c->last_rx;
-            zk__guard_arm(c);
+        if (c->server && c->state == ZK__C_OPEN) {
+            if (!have && !(c->ws.flags & (ZK__WS_IN_MESSAGE | ZK__WS_IN_FRAME))) {
+                c->msg_started = 0; /* at a frame boundary: a whole control frame ends it too */
+            } else if (!c->msg_started) {
+                c->msg_started = 1; /* message_timeout_ms runs from here */
+                c->msg_since = c->last_rx;
+                zk__guard_arm(c);
+            }
         }
         if (have > c->rlen || !have) {
             if (c->rbuf) ZK_FREE(c->rbuf);
@@ -8578,6 +8585,9 @@ ZK__PRIVATE int zk__deliver_to(zk_app *app, zk__member *m, const zk_target *to, 
     rc = zk_conn_send_frame(c, f);
     if (rc < 0) {
         app->stats.dropped++;
+        /* past the write limit: a member that misses a message and stays
+           connected never learns it; closed, it reconnects and catches up */
+        if (rc == ZK_EBACKPRESSURE) zk__app_close_slow(m);
         return 0;
     }
     app->stats.messages_out++;

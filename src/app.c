@@ -1681,6 +1681,9 @@ ZK__PRIVATE int zk__deliver_to(zk_app *app, zk__member *m, const zk_target *to, 
     rc = zk_conn_send_frame(c, f);
     if (rc < 0) {
         app->stats.dropped++;
+        /* past the write limit: a member that misses a message and stays
+           connected never learns it; closed, it reconnects and catches up */
+        if (rc == ZK_EBACKPRESSURE) zk__app_close_slow(m);
         return 0;
     }
     app->stats.messages_out++;

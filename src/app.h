@@ -334,7 +334,8 @@ ZK_API size_t zk_app_rooms(const zk_app *app, const char **out, size_t cap);
 /* What to do with a recipient whose queue is at or past its high-water
    mark (sends to it report backpressure). */
 enum {
-    ZK_DELIVER_QUEUE = 0,   /* queue it anyway, up to the write limit (then drop) */
+    ZK_DELIVER_QUEUE = 0,   /* queue it anyway, up to the write limit (then drop it
+                               and close the connection, ZK_CLOSE_SLOW_CONSUMER) */
     ZK_DELIVER_VOLATILE,    /* drop it (positions, typing indicators) */
     ZK_DELIVER_CLOSE_SLOW   /* drop it and close the connection (ZK_CLOSE_SLOW_CONSUMER) */
 };

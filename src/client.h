@@ -174,8 +174,9 @@ ZK_API int zk_client_off(zk_client *client, const char *type, zk_listener_fn fn,
    errors and are otherwise dropped. */
 ZK_API uint64_t zk_client_unhandled(const zk_client *client);
 
-/* A call made again, before the queue, on every reconnect (rejoining rooms);
-   registering it does not send it now: call it yourself the first time.
+/* A call made on every open from now on, before the queue (rejoining
+   rooms): registered before the first open, it goes out on that one too;
+   registered while open, it is not sent now (call it yourself this time).
    Its results go to done as usual. Returns 0 or a negative zk_err. */
 ZK_API int zk_client_rejoin(zk_client *client, const char *type, const char *payload, size_t payload_len,
                             zk_result_fn done, void *user);

@@ -254,11 +254,13 @@ ZK__PRIVATE zk__chunk *zk__chunk_new(zk_loop *loop, size_t need, int exact) {
     size_t cap = exact ? need : need < ZK__CHUNK ? ZK__CHUNK : need;
     zk__chunk *ch;
     if (cap == ZK__CHUNK) {
-        /* once a second the spares shrink to what the last second needed */
+        /* once a second the spares shrink to what the last second needed:
+           the most its queues held at once, less what they hold now */
         if (loop->now - loop->chunk_decay_at >= 1000) {
+            size_t keep = loop->chunk_peak > loop->chunk_live ? loop->chunk_peak - loop->chunk_live : 0;
             loop->chunk_decay_at = loop->now;
             loop->chunk_peak = loop->chunk_live;
-            while (loop->chunk_cached > loop->chunk_peak && loop->chunk_cached > ZK__CHUNK_CACHE) {
+            while (loop->chunk_cached > keep && loop->chunk_cached > ZK__CHUNK_CACHE) {
                 ch = (zk__chunk *)loop->chunk_cache;
                 loop->chunk_cache = ch->next;
                 loop->chunk_cached--;
@@ -1149,11 +1151,14 @@ ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
         else if (c->state != ZK__C_HANDSHAKE) used = have; /* HTTP answered, lingering: discard */
         /* keep what was not consumed for the next read */
         have -= used;
-        if (c->server && c->state == ZK__C_OPEN && !c->msg_started &&
-            (have || (c->ws.flags & (ZK__WS_IN_MESSAGE | ZK__WS_IN_FRAME)))) {
-            c->msg_started = 1; /* message_timeout_ms runs from here */
-            c->msg_since = c->last_rx;
-            zk__guard_arm(c);
+        if (c->server && c->state == ZK__C_OPEN) {
+            if (!have && !(c->ws.flags & (ZK__WS_IN_MESSAGE | ZK__WS_IN_FRAME))) {
+                c->msg_started = 0; /* at a frame boundary: a whole control frame ends it too */
+            } else if (!c->msg_started) {
+                c->msg_started = 1; /* message_timeout_ms runs from here */
+                c->msg_since = c->last_rx;
+                zk__guard_arm(c);
+            }
         }
         if (have > c->rlen || !have) {
             if (c->rbuf) ZK_FREE(c->rbuf);

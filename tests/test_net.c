@@ -30,9 +30,10 @@
 
 /* The library allocates through these, so a test can check it holds
    nothing once everything is freed. */
-static long lib_live_allocs;
+static long lib_live_allocs, lib_alloc_calls;
 static void *count_realloc(void *p, size_t n) {
     void *q = realloc(p, n);
+    lib_alloc_calls++;
     if (q && !p) lib_live_allocs++;
     return q;
 }
@@ -1160,6 +1161,35 @@ TEST(one_frame_sent_to_many_connections) {
    stay intact when freed before the flush, when written in pieces, when
    mixed with copied messages, and when a pong has to cut in at a frame
    boundary inside the queue. */
+/* The loop keeps the spare write chunks its queues needed in the last
+   second: a broadcast that comes back a second later finds them. */
+TEST(spare_chunks_outlast_a_second_between_broadcasts) {
+    enum { N = 120 }; /* more than the 64 spares always kept */
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    long allocs[4];
+    int i, round;
+    server_new(w, &so);
+    for (i = 0; i < N; i++) connect_lb_url(w, "ws://loopback/", NULL);
+    pump(w->loop);
+    CHECK_EQ_INT(w->nsrv, N);
+    for (round = 0; round < 4; round++) {
+        zk_frame *f = zk_frame_new("{\"type\":\"tick\"}", 15, 0, NULL);
+        long before;
+        if (round == 3) zk_loop_advance(w->loop, 1001);
+        before = lib_alloc_calls;
+        for (i = 0; i < N; i++) CHECK(zk_conn_send_frame(w->srv[i].conn, f) >= 0);
+        zk_frame_free(f);
+        pump(w->loop);
+        allocs[round] = lib_alloc_calls - before;
+    }
+    CHECK(allocs[0] >= N);           /* the first one makes the chunks */
+    CHECK_EQ_INT(allocs[3], allocs[1]); /* a second later they are still there */
+    for (i = 0; i < N; i++) CHECK_EQ_INT(w->cli[i].messages, 4);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(shared_frames_survive_partial_writes_and_pongs) {
     static unsigned char a[5000], b[3000], want[5000 + 1 + 3000 + 5000];
     world *w = world_new(1);
@@ -2796,6 +2826,7 @@ int main(void) {
     RUN(send_refuses_bad_text_and_closed_connections);
     RUN(one_frame_sent_to_many_connections);
     RUN(shared_frames_survive_partial_writes_and_pongs);
+    RUN(spare_chunks_outlast_a_second_between_broadcasts);
     RUN(ping_gets_a_pong_with_the_same_payload);
     RUN(backpressure_is_reported_then_refused_then_drained);
     RUN(on_drain_does_not_fire_without_backpressure);
