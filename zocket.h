@@ -4510,6 +4510,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
         if (n > 0) taken = 1;
         while (n > 0) {
             ch = c->wq;
+            ZK_ASSERT(ch); /* a stream takes no more than it was offered */
             if ((size_t)n >= ch->len - c->wq_off) {
                 n -= (long)(ch->len - c->wq_off);
                 c->wq = ch->next;
@@ -5104,11 +5105,13 @@ ZK__PRIVATE int zk__format_addr(const struct sockaddr *sa, char *out, size_t cap
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
         port = ntohs(a->sin6_port);
         n = snprintf(out, cap, "[%s]:%d", host, port);
-    } else {
+    } else if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)sa;
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
         port = ntohs(a->sin_port);
         n = snprintf(out, cap, "%s:%d", host, port);
+    } else {
+        return ZK_EIO; /* not an IP peer */
     }
     return n < 0 || (size_t)n >= cap ? ZK_ENOSPACE : n;
 }
@@ -5116,6 +5119,7 @@ ZK__PRIVATE int zk__format_addr(const struct sockaddr *sa, char *out, size_t cap
 ZK__PRIVATE int zk__tcp_peer(zk__stream *s, char *out, size_t cap) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
+    ss.ss_family = AF_UNSPEC; /* as in zk__server_accept */
     if (getpeername(zk__tcp_of(s)->io.fd, (struct sockaddr *)&ss, &len) < 0) return ZK_EIO;
     return zk__format_addr((struct sockaddr *)&ss, out, cap);
 }
@@ -5467,7 +5471,11 @@ ZK__PRIVATE void zk__server_accept(zk__io *io, unsigned events) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         unsigned char key[16];
-        int fd = accept(s->fd, (struct sockaddr *)&ss, &sl), keyed;
+        int fd, keyed;
+        /* accept writes the family; it is set first as clang's analyzer does
+           not see writes through glibc's transparent-union sockaddr argument */
+        ss.ss_family = AF_UNSPEC;
+        fd = accept(s->fd, (struct sockaddr *)&ss, &sl);
         if (fd < 0) break; /* EAGAIN, or out of descriptors: try again later */
         keyed = s->opts.max_per_address && zk__addr_key(&ss, key) == 0;
         if (zk__set_nonblock(fd) < 0 || s->shutting_down ||
@@ -7542,13 +7550,12 @@ ZK__PRIVATE int zk__answer_status(zk_request *r) {
     return 0;
 }
 
+/* zk__fail and zk__ok answer r and leave it be; a kept copy is freed by the
+   public calls, the only ones a kept copy reaches. */
 ZK__PRIVATE int zk__fail(zk_request *r, const char *code, const char *message, zk_str data) {
     zk_answer a;
     int status = zk__answer_status(r);
-    if (status) {
-        if (r->heap) zk__kept_free(r);
-        return status;
-    }
+    if (status) return status;
     if (!code || !*code || strlen(code) > 64 || !zk_utf8_valid(code, strlen(code))) code = ZK_CODE_INTERNAL;
     if (!message || !zk_utf8_valid(message, strlen(message))) message = zk__code_text(code);
     if (strcmp(code, ZK_CODE_INTERNAL) == 0 && r->app && !r->app->opts.expose_internal) {
@@ -7561,22 +7568,14 @@ ZK__PRIVATE int zk__fail(zk_request *r, const char *code, const char *message, z
     a.message = zk_str_c(message);
     a.data = data;
     zk__deliver(r, &a);
-    if (r->heap) zk__kept_free(r);
     return 0;
 }
 
-ZK_API int zk_request_fail(zk_request *r, const char *code, const char *message) {
-    return zk__fail(r, code, message, zk_writer_result(&r->writer));
-}
-
-ZK_API int zk_request_ok(zk_request *r) {
+ZK__PRIVATE int zk__ok(zk_request *r) {
     zk_answer a;
     zk_str result;
     int status = zk__answer_status(r);
-    if (status) {
-        if (r->heap) zk__kept_free(r);
-        return status;
-    }
+    if (status) return status;
     result = zk_writer_result(&r->writer);
     if (!result.ptr) {
         if (r->writer.len || r->writer.err) {
@@ -7591,8 +7590,19 @@ ZK_API int zk_request_ok(zk_request *r) {
     a.code.len = a.message.len = 0;
     a.data = result;
     zk__deliver(r, &a);
-    if (r->heap) zk__kept_free(r);
     return 0;
+}
+
+ZK_API int zk_request_fail(zk_request *r, const char *code, const char *message) {
+    int rc = zk__fail(r, code, message, zk_writer_result(&r->writer));
+    if (r->heap) zk__kept_free(r);
+    return rc;
+}
+
+ZK_API int zk_request_ok(zk_request *r) {
+    int rc = zk__ok(r);
+    if (r->heap) zk__kept_free(r);
+    return rc;
 }
 
 ZK__PRIVATE void zk__kept_deadline(zk_timer *t);
@@ -7695,7 +7705,7 @@ ZK__PRIVATE void zk__run(zk_request *r) {
         }
     }
     rt->handler(r);
-    if (!r->answered) zk_request_ok(r);
+    if (!r->answered) zk__ok(r);
 }
 
 /* ---- caller ---- */
@@ -8488,7 +8498,7 @@ ZK__PRIVATE zk_frame *zk__app_frame_buf(zk_frame **fp, size_t *capp, zk_str msg,
         *fp = NULL;
         *capp = 0;
     }
-    if (need > *capp) {
+    if (!*fp || need > *capp) {
         f = (zk_frame *)ZK_REALLOC(*fp, need);
         if (!f) return NULL;
         *fp = f;
@@ -8768,6 +8778,7 @@ ZK__PRIVATE void zk__write_canonical(zk_writer *w, zk_value v) {
             m[i].key = zk_value_key(e);
             m[i].value = e;
         }
+        n = i; /* the members read: all of them, in a parsed document */
         if (n > 1) qsort(m, n, sizeof *m, zk__member_cmp);
         zk_write_object(w);
         for (i = 0; i < n; i++) {
@@ -9573,6 +9584,7 @@ ZK__PRIVATE void zk__client_finish(zk_client *c, int code, const char *reason) {
     while (c->flight) zk__call_fail(c, c->flight, ZK_CODE_CLOSED, "the client closed");
     while (c->queue) {
         zk__msg *m = c->queue;
+        ZK_ASSERT(m->queued && !m->prev); /* the head: unlinking it moves c->queue on */
         if (m->is_call) zk__call_fail(c, m, ZK_CODE_CLOSED, "the client closed");
         else {
             zk__queue_unlink(c, m);
@@ -10110,7 +10122,8 @@ ZK_API int zk_nats_subject(char *out, size_t cap, const char *prefix, zk_str roo
 
 ZK_API int zk_nats_pub(char *out, size_t cap, zk_str subject, zk_str payload) {
     int n;
-    if (!zk__subject_valid(subject.ptr, subject.len) || (payload.len && !payload.ptr)) return ZK_EINVAL;
+    if (!subject.ptr || !zk__subject_valid(subject.ptr, subject.len) || (payload.len && !payload.ptr))
+        return ZK_EINVAL;
     n = snprintf(out, cap, "PUB %.*s %lu\r\n", (int)subject.len, subject.ptr, (unsigned long)payload.len);
     if (n < 0 || (size_t)n >= cap || cap - (size_t)n < payload.len + 2) return ZK_ENOSPACE;
     if (payload.len) memcpy(out + n, payload.ptr, payload.len);
@@ -10122,7 +10135,7 @@ ZK_API int zk_nats_pub(char *out, size_t cap, zk_str subject, zk_str payload) {
 
 ZK_API int zk_nats_sub(char *out, size_t cap, zk_str subject, uint64_t sid) {
     int n;
-    if (!zk__subject_valid(subject.ptr, subject.len)) return ZK_EINVAL;
+    if (!subject.ptr || !zk__subject_valid(subject.ptr, subject.len)) return ZK_EINVAL;
     if (cap < 4 || cap - 4 < subject.len) return ZK_ENOSPACE;
     memcpy(out, "SUB ", 4);
     memcpy(out + 4, subject.ptr, subject.len);

@@ -638,13 +638,12 @@ ZK__PRIVATE int zk__answer_status(zk_request *r) {
     return 0;
 }
 
+/* zk__fail and zk__ok answer r and leave it be; a kept copy is freed by the
+   public calls, the only ones a kept copy reaches. */
 ZK__PRIVATE int zk__fail(zk_request *r, const char *code, const char *message, zk_str data) {
     zk_answer a;
     int status = zk__answer_status(r);
-    if (status) {
-        if (r->heap) zk__kept_free(r);
-        return status;
-    }
+    if (status) return status;
     if (!code || !*code || strlen(code) > 64 || !zk_utf8_valid(code, strlen(code))) code = ZK_CODE_INTERNAL;
     if (!message || !zk_utf8_valid(message, strlen(message))) message = zk__code_text(code);
     if (strcmp(code, ZK_CODE_INTERNAL) == 0 && r->app && !r->app->opts.expose_internal) {
@@ -657,22 +656,14 @@ ZK__PRIVATE int zk__fail(zk_request *r, const char *code, const char *message, z
     a.message = zk_str_c(message);
     a.data = data;
     zk__deliver(r, &a);
-    if (r->heap) zk__kept_free(r);
     return 0;
 }
 
-ZK_API int zk_request_fail(zk_request *r, const char *code, const char *message) {
-    return zk__fail(r, code, message, zk_writer_result(&r->writer));
-}
-
-ZK_API int zk_request_ok(zk_request *r) {
+ZK__PRIVATE int zk__ok(zk_request *r) {
     zk_answer a;
     zk_str result;
     int status = zk__answer_status(r);
-    if (status) {
-        if (r->heap) zk__kept_free(r);
-        return status;
-    }
+    if (status) return status;
     result = zk_writer_result(&r->writer);
     if (!result.ptr) {
         if (r->writer.len || r->writer.err) {
@@ -687,8 +678,19 @@ ZK_API int zk_request_ok(zk_request *r) {
     a.code.len = a.message.len = 0;
     a.data = result;
     zk__deliver(r, &a);
-    if (r->heap) zk__kept_free(r);
     return 0;
+}
+
+ZK_API int zk_request_fail(zk_request *r, const char *code, const char *message) {
+    int rc = zk__fail(r, code, message, zk_writer_result(&r->writer));
+    if (r->heap) zk__kept_free(r);
+    return rc;
+}
+
+ZK_API int zk_request_ok(zk_request *r) {
+    int rc = zk__ok(r);
+    if (r->heap) zk__kept_free(r);
+    return rc;
 }
 
 ZK__PRIVATE void zk__kept_deadline(zk_timer *t);
@@ -791,7 +793,7 @@ ZK__PRIVATE void zk__run(zk_request *r) {
         }
     }
     rt->handler(r);
-    if (!r->answered) zk_request_ok(r);
+    if (!r->answered) zk__ok(r);
 }
 
 /* ---- caller ---- */
@@ -1584,7 +1586,7 @@ ZK__PRIVATE zk_frame *zk__app_frame_buf(zk_frame **fp, size_t *capp, zk_str msg,
         *fp = NULL;
         *capp = 0;
     }
-    if (need > *capp) {
+    if (!*fp || need > *capp) {
         f = (zk_frame *)ZK_REALLOC(*fp, need);
         if (!f) return NULL;
         *fp = f;

@@ -299,7 +299,8 @@ ZK_API int zk_nats_subject(char *out, size_t cap, const char *prefix, zk_str roo
 
 ZK_API int zk_nats_pub(char *out, size_t cap, zk_str subject, zk_str payload) {
     int n;
-    if (!zk__subject_valid(subject.ptr, subject.len) || (payload.len && !payload.ptr)) return ZK_EINVAL;
+    if (!subject.ptr || !zk__subject_valid(subject.ptr, subject.len) || (payload.len && !payload.ptr))
+        return ZK_EINVAL;
     n = snprintf(out, cap, "PUB %.*s %lu\r\n", (int)subject.len, subject.ptr, (unsigned long)payload.len);
     if (n < 0 || (size_t)n >= cap || cap - (size_t)n < payload.len + 2) return ZK_ENOSPACE;
     if (payload.len) memcpy(out + n, payload.ptr, payload.len);
@@ -311,7 +312,7 @@ ZK_API int zk_nats_pub(char *out, size_t cap, zk_str subject, zk_str payload) {
 
 ZK_API int zk_nats_sub(char *out, size_t cap, zk_str subject, uint64_t sid) {
     int n;
-    if (!zk__subject_valid(subject.ptr, subject.len)) return ZK_EINVAL;
+    if (!subject.ptr || !zk__subject_valid(subject.ptr, subject.len)) return ZK_EINVAL;
     if (cap < 4 || cap - 4 < subject.len) return ZK_ENOSPACE;
     memcpy(out, "SUB ", 4);
     memcpy(out + 4, subject.ptr, subject.len);

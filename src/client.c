@@ -135,6 +135,7 @@ ZK__PRIVATE void zk__write_canonical(zk_writer *w, zk_value v) {
             m[i].key = zk_value_key(e);
             m[i].value = e;
         }
+        n = i; /* the members read: all of them, in a parsed document */
         if (n > 1) qsort(m, n, sizeof *m, zk__member_cmp);
         zk_write_object(w);
         for (i = 0; i < n; i++) {
@@ -940,6 +941,7 @@ ZK__PRIVATE void zk__client_finish(zk_client *c, int code, const char *reason) {
     while (c->flight) zk__call_fail(c, c->flight, ZK_CODE_CLOSED, "the client closed");
     while (c->queue) {
         zk__msg *m = c->queue;
+        ZK_ASSERT(m->queued && !m->prev); /* the head: unlinking it moves c->queue on */
         if (m->is_call) zk__call_fail(c, m, ZK_CODE_CLOSED, "the client closed");
         else {
             zk__queue_unlink(c, m);

@@ -651,6 +651,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
         if (n > 0) taken = 1;
         while (n > 0) {
             ch = c->wq;
+            ZK_ASSERT(ch); /* a stream takes no more than it was offered */
             if ((size_t)n >= ch->len - c->wq_off) {
                 n -= (long)(ch->len - c->wq_off);
                 c->wq = ch->next;
@@ -1245,11 +1246,13 @@ ZK__PRIVATE int zk__format_addr(const struct sockaddr *sa, char *out, size_t cap
         inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof host);
         port = ntohs(a->sin6_port);
         n = snprintf(out, cap, "[%s]:%d", host, port);
-    } else {
+    } else if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)sa;
         inet_ntop(AF_INET, &a->sin_addr, host, sizeof host);
         port = ntohs(a->sin_port);
         n = snprintf(out, cap, "%s:%d", host, port);
+    } else {
+        return ZK_EIO; /* not an IP peer */
     }
     return n < 0 || (size_t)n >= cap ? ZK_ENOSPACE : n;
 }
@@ -1257,6 +1260,7 @@ ZK__PRIVATE int zk__format_addr(const struct sockaddr *sa, char *out, size_t cap
 ZK__PRIVATE int zk__tcp_peer(zk__stream *s, char *out, size_t cap) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
+    ss.ss_family = AF_UNSPEC; /* as in zk__server_accept */
     if (getpeername(zk__tcp_of(s)->io.fd, (struct sockaddr *)&ss, &len) < 0) return ZK_EIO;
     return zk__format_addr((struct sockaddr *)&ss, out, cap);
 }
@@ -1608,7 +1612,11 @@ ZK__PRIVATE void zk__server_accept(zk__io *io, unsigned events) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         unsigned char key[16];
-        int fd = accept(s->fd, (struct sockaddr *)&ss, &sl), keyed;
+        int fd, keyed;
+        /* accept writes the family; it is set first as clang's analyzer does
+           not see writes through glibc's transparent-union sockaddr argument */
+        ss.ss_family = AF_UNSPEC;
+        fd = accept(s->fd, (struct sockaddr *)&ss, &sl);
         if (fd < 0) break; /* EAGAIN, or out of descriptors: try again later */
         keyed = s->opts.max_per_address && zk__addr_key(&ss, key) == 0;
         if (zk__set_nonblock(fd) < 0 || s->shutting_down ||

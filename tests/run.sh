@@ -75,6 +75,24 @@ else
     skip "cppcheck" "cppcheck not installed"
 fi
 
+# clang's static analyzer over the implementation, the header included (by
+# default it skips functions in headers, that is all of zocket.h). It takes
+# a few minutes of one core, so it runs beside the tests and is collected
+# at the end.
+analyzer_pid=
+if [ $deps_clang = 1 ]; then
+    printf '#define ZOCKET_IMPLEMENTATION\n#include "zocket.h"\n' > "$tmp/analyze.c"
+    ( clang --analyze -Xclang -analyzer-opt-analyze-headers --analyzer-output text -std=c99 -I. \
+        "$tmp/analyze.c" -o /dev/null > "$tmp/analyzer.txt" 2>&1; echo $? > "$tmp/analyzer.rc" ) &
+    analyzer_pid=$!
+else
+    skip "clang static analyzer" "clang not installed"
+fi
+analyzer_clean() {
+    cat "$tmp/analyzer.txt"
+    [ "$(cat "$tmp/analyzer.rc" 2>/dev/null)" = 0 ] && ! grep -q 'warning:' "$tmp/analyzer.txt"
+}
+
 # 4. Build the unit tests (ASan + UBSan), examples and benchmarks.
 if ! make -s all >"$BUILD/make.log" 2>&1; then
     fail "build"; tail -40 "$BUILD/make.log"
@@ -169,7 +187,7 @@ fi
 #    Autobahn|Python). tests/interop/run.sh installs the peers it needs and
 #    ends with its own "N passed, N failed[, N skipped]".
 if make -s "$BUILD/echo" "$BUILD/gameloop" "$BUILD/interop_client" "$BUILD/chat" "$BUILD/zkcat" \
-    "$BUILD/restart_test" "$BUILD/herd_test" >>"$BUILD/make.log" 2>&1; then
+    "$BUILD/restart_test" "$BUILD/herd_test" "$BUILD/slowloris" >>"$BUILD/make.log" 2>&1; then
     out=$(timeout 600 bash tests/interop/run.sh 2>&1); rc=$?
     printf '== interop\n%s\n' "$out" >> "$log"
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
@@ -186,6 +204,11 @@ if make -s "$BUILD/echo" "$BUILD/gameloop" "$BUILD/interop_client" "$BUILD/chat"
     fi
 else
     fail "interop (build)"; tail -40 "$BUILD/make.log"
+fi
+
+if [ -n "$analyzer_pid" ]; then
+    wait "$analyzer_pid"
+    step "clang static analyzer: no warnings" analyzer_clean
 fi
 
 if [ $skipped -gt 0 ]; then echo "$passed passed, $failed failed, $skipped skipped"

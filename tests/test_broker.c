@@ -1505,7 +1505,7 @@ TEST(nats_pub_large_payload) {
 
 TEST(nats_pub_sub_refuse_bad_subjects) {
     static const zk_str bad[] = {
-        ZK_STR(""), {NULL, 0}, ZK_STR("a b"), ZK_STR("a\tb"), ZK_STR("a\r\nPUB x 1"), ZK_STR(" a"),
+        ZK_STR(""), {NULL, 0}, {NULL, 2}, ZK_STR("a b"), ZK_STR("a\tb"), ZK_STR("a\r\nPUB x 1"), ZK_STR(" a"),
         ZK_STR("a "), ZK_STR("a\n"), ZK_STR("a\r"), {"a\0b", 3}, ZK_STR("a..b"), ZK_STR(".a"), ZK_STR("a."),
     };
     char out[128];
