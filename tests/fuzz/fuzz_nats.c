@@ -76,8 +76,14 @@ static void text_fmt(text *t, const char *fmt, ...) {
     CHECK(n > 0 && (size_t)n < sizeof tmp);
     text_add(t, tmp, (size_t)n);
 }
+/* A tagged number, in binary: the logs are only compared, and formatting
+   them cost the fuzzer a fifth of its time. */
+static void text_num(text *t, char tag, long long v) {
+    text_add(t, &tag, 1);
+    text_add(t, &v, sizeof v);
+}
 static void text_view(text *t, char tag, zk_str s) {
-    text_fmt(t, " %c%zu:", tag, s.len);
+    text_num(t, tag, (long long)s.len);
     text_add(t, s.ptr, s.len);
 }
 
@@ -134,11 +140,12 @@ static int decimal(zk_str s, uint64_t *out) {
 
 /* What an operation holds, not where: appended to log. */
 static void describe(text *log, int rc, const zk_nats_op *op) {
-    text_fmt(log, "[%d:%d", rc, op->type);
+    text_num(log, '[', rc);
+    text_num(log, ':', op->type);
     if (op->type == ZK_NATS_MSG) {
         text_view(log, 's', op->subject);
         text_view(log, 'r', op->reply);
-        text_fmt(log, " i%llu", (unsigned long long)op->sid);
+        text_num(log, 'i', (long long)op->sid);
         text_view(log, 'p', op->payload);
     }
     if (op->type == ZK_NATS_INFO || op->type == ZK_NATS_ERR) text_view(log, 't', op->text);
@@ -331,7 +338,7 @@ static void stream(const uint8_t *data, size_t size, const size_t *cuts, size_t 
         free(all);
         if (rc != ZK_EAGAIN) break;
     }
-    text_fmt(log, "<%d>", rc);
+    text_num(log, '<', rc);
 }
 
 static void run(const uint8_t *data, size_t size, size_t max_payload, uint64_t h) {

@@ -69,6 +69,12 @@ static void text_fmt(text *t, const char *fmt, ...) {
     CHECK(n > 0 && (size_t)n < sizeof tmp);
     text_add(t, tmp, (size_t)n);
 }
+/* A tagged number, in binary: the logs are only compared, and formatting
+   them cost the fuzzer a fifth of its time. */
+static void text_num(text *t, char tag, long long v) {
+    text_add(t, &tag, 1);
+    text_add(t, &v, sizeof v);
+}
 
 static int is_string(int type) {
     return type == ZK_RESP_SIMPLE || type == ZK_RESP_ERROR || type == ZK_RESP_BULK;
@@ -77,14 +83,16 @@ static int is_string(int type) {
 /* What a reply holds, not where: appended to log. */
 static void describe(text *log, int rc, const zk_resp_reply *r) {
     size_t i;
-    text_fmt(log, "[%d:%zu", rc, r->count);
+    text_num(log, '[', rc);
+    text_num(log, ':', (long long)r->count);
     for (i = 0; i < r->count; i++) {
         const zk_resp_item *it = &r->items[i];
-        text_fmt(log, " %d/%d", it->type, it->depth);
+        text_num(log, ' ', it->type);
+        text_num(log, '/', it->depth);
         if (it->type == ZK_RESP_INTEGER || it->type == ZK_RESP_ARRAY)
-            text_fmt(log, "=%lld", (long long)it->integer);
+            text_num(log, '=', (long long)it->integer);
         if (is_string(it->type)) {
-            text_fmt(log, "'%zu:", it->str.len);
+            text_num(log, '\'', (long long)it->str.len);
             text_add(log, it->str.ptr, it->str.len);
         }
     }
@@ -233,7 +241,7 @@ static void stream(const uint8_t *data, size_t size, const size_t *cuts, size_t 
         free(all);
         if (rc != ZK_EAGAIN) break;
     }
-    text_fmt(log, "<%d>", rc);
+    text_num(log, '<', rc);
 }
 
 static void run(const uint8_t *data, size_t size, size_t max_bulk, uint64_t h) {
