@@ -53,7 +53,7 @@ OUT=build/soak.d
 mkdir -p "$OUT"
 say() { printf '%s\n' "$*"; }
 
-SERVER_PID=
+SERVER_PID= SERVER_JOB=
 stop_server() { # TERM, at most 5 s, then KILL; returns 0 when it exited 0 on TERM
     local pid=$SERVER_PID i rc
     SERVER_PID=
@@ -65,10 +65,10 @@ stop_server() { # TERM, at most 5 s, then KILL; returns 0 when it exited 0 on TE
     done
     if kill -0 "$pid" 2>/dev/null; then
         kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
+        wait "$SERVER_JOB" 2>/dev/null
         return 1
     fi
-    wait "$pid"
+    wait "$SERVER_JOB"
     rc=$?
     return $rc
 }
@@ -108,14 +108,19 @@ say "machine before the run: $QUIET (CPU outside niced processes under 20% for 2
 # soak's session, the server would split one share with the soak.
 LOG=$OUT/chat.log
 SETSID=
-command -v setsid >/dev/null && SETSID=setsid
-$SETSID build/chat --port 0 >"$LOG" 2>&1 &
-SERVER_PID=$!
+command -v setsid >/dev/null && SETSID="setsid -w" # -w: its status is the server's
+# (setsid forks when it is a process group leader: the server says its
+# own pid, through the shell it replaces)
+rm -f "$OUT/chat.pid"
+$SETSID sh -c 'echo $$ > "$1"; exec build/chat --port 0' sh "$OUT/chat.pid" >"$LOG" 2>&1 &
+SERVER_JOB=$!
+SERVER_PID=
 PORT=
 for i in $(seq 1 100); do
+    [ -z "$SERVER_PID" ] && SERVER_PID=$(cat "$OUT/chat.pid" 2>/dev/null)
     PORT=$(sed -n 's|^chat: open http://127\.0\.0\.1:\([0-9]*\)/$|\1|p' "$LOG")
-    [ -n "$PORT" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
+    [ -n "$PORT" ] && [ -n "$SERVER_PID" ] && break
+    [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null && break
     sleep 0.1
 done
 if [ -z "$PORT" ]; then
@@ -138,7 +143,7 @@ B1=$(busy_ticks); T1=$SECONDS
 
 if ! kill -0 "$SERVER_PID" 2>/dev/null; then
     say "FAIL: the server died during the run (see $LOG)"
-    wait "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_JOB" 2>/dev/null
     SERVER_PID=
     RC=1
 elif ! stop_server; then
