@@ -602,7 +602,9 @@ ZK__PRIVATE uint32_t zk__ms_or(uint32_t v, uint32_t dflt) { return v ? v : dflt;
 ZK__PRIVATE void zk__guard_arm(zk_conn *c) {
     uint64_t now, due = UINT64_MAX;
     if (!c->server || zk_timer_active(&c->guard)) return;
-    if (c->msg_started) due = c->msg_since + zk__ms_or(c->server->opts.message_timeout_ms, 30000);
+    /* a message is timed only while open: closing, close_timeout_ms bounds it */
+    if (c->msg_started && c->state == ZK__C_OPEN)
+        due = c->msg_since + zk__ms_or(c->server->opts.message_timeout_ms, 30000);
     if (c->stalled) {
         uint64_t d = c->stall_since + zk__ms_or(c->server->opts.write_timeout_ms, 30000);
         if (d < due) due = d;
@@ -1065,10 +1067,13 @@ ZK__PRIVATE size_t zk__conn_frames(zk_conn *c, unsigned char *buf, size_t len) {
                 if (p) memcpy(p, ev.reply, ev.reply_len);
             }
         }
+        /* a message or a control frame ended: what arrives next is timed
+           from its own first byte (a control frame inside a fragmented
+           message leaves the message's clock running) */
+        if (ev.type != ZK_WS_EV_NONE && !(c->ws.flags & ZK__WS_IN_MESSAGE)) c->msg_started = 0;
         switch (ev.type) {
         case ZK_WS_EV_TEXT:
         case ZK_WS_EV_BINARY:
-            c->msg_started = 0;
             if (c->cb && c->cb->on_message) c->cb->on_message(c, ev.data, ev.type == ZK_WS_EV_BINARY);
             break;
         case ZK_WS_EV_PONG:

@@ -1890,6 +1890,81 @@ TEST(message_not_whole_at_the_deadline_is_closed_with_1008) {
     CHECK_ALL_FREED();
 }
 
+/* The message clock starts at each message's (or control frame's) own
+   first byte: a ping split across reads ends its clock, and a message that
+   starts in the read that finished the ping is timed from that read. */
+TEST(message_deadline_restarts_after_a_split_ping) {
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    unsigned char ping[16], msg[64], both[80];
+    size_t np, nm;
+    side *c;
+    so.message_timeout_ms = 1000;
+    so.idle_timeout_ms = 60000;
+    server_new(w, &so);
+    c = connect_lb_url(w, "ws://loopback/", NULL);
+    pump(w->loop);
+    np = client_frame(ping, ZK_WS_PING, 1, "hb", 2, 1);
+    nm = client_frame(msg, ZK_WS_TEXT, 1, "hello there", 11, 1);
+    inject(c->conn, ping, 3); /* half a ping */
+    pump(w->loop);
+    zk_loop_advance(w->loop, 900);
+    memcpy(both, ping + 3, np - 3); /* the rest of it, and half a message */
+    memcpy(both + np - 3, msg, 5);
+    inject(c->conn, both, np - 3 + 5);
+    pump(w->loop);
+    zk_loop_advance(w->loop, 900); /* 1800 ms after the ping began, 900 after the message */
+    CHECK_EQ_INT(c->closes, 0);
+    CHECK_EQ_INT(c->pongs, 1);
+    if (!c->conn) { /* closed: the failures above say why */
+        world_free(w);
+        return;
+    }
+    inject(c->conn, msg + 5, nm - 5);
+    pump(w->loop);
+    CHECK_EQ_INT(w->srv[0].messages, 1);
+    /* and an idle connection that only sends split pings stays open */
+    inject(c->conn, ping, 3);
+    pump(w->loop);
+    inject(c->conn, ping + 3, np - 3);
+    pump(w->loop);
+    zk_loop_advance(w->loop, 5000);
+    CHECK_EQ_INT(c->closes, 0);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
+/* A message still arriving when the server starts closing is bounded by
+   close_timeout_ms alone (its deadline passing then must not spin). */
+TEST(message_arriving_while_closing_ends_at_the_close_timeout) {
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    unsigned char msg[64];
+    side *c, *s;
+    uint64_t t0;
+    so.message_timeout_ms = 500;
+    so.close_timeout_ms = 2000;
+    so.idle_timeout_ms = 60000;
+    server_new(w, &so);
+    c = connect_lb_url(w, "ws://loopback/", NULL);
+    pump(w->loop);
+    s = &w->srv[0];
+    client_frame(msg, ZK_WS_TEXT, 1, "hello there", 11, 1);
+    inject(c->conn, msg, 4);
+    pump(w->loop);
+    CHECK_EQ_INT(zk_loopback_stall(c->conn, 1), 0); /* the client will not see our close */
+    t0 = zk_loop_now(w->loop);
+    CHECK_EQ_INT(zk_conn_close(s->conn, 1001, "going away"), 0);
+    pump(w->loop);
+    zk_loop_advance(w->loop, 1999); /* past the message deadline: no 1008, no spin */
+    CHECK_EQ_INT(s->closes, 0);
+    zk_loop_advance(w->loop, 1);
+    CHECK_EQ_INT(s->closes, 1);
+    CHECK_EQ_INT(s->close_at, t0 + 2000);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 /* write_timeout_ms: bytes queued that the peer takes none of for that long
    drop the connection; a peer that reads now and then is not dropped. */
 TEST(peer_that_reads_nothing_is_dropped_at_the_write_deadline) {
@@ -2849,6 +2924,8 @@ int main(void) {
     RUN(send_inside_on_close_after_a_protocol_error_reports_closed);
     RUN(upgrade_not_sent_is_closed_at_the_handshake_deadline);
     RUN(message_not_whole_at_the_deadline_is_closed_with_1008);
+    RUN(message_deadline_restarts_after_a_split_ping);
+    RUN(message_arriving_while_closing_ends_at_the_close_timeout);
     RUN(peer_that_reads_nothing_is_dropped_at_the_write_deadline);
     RUN(healthy_client_stays_open_through_heartbeats);
     RUN(healthy_client_with_latency_stays_open_through_heartbeats);
