@@ -40,10 +40,20 @@ broker/    what other nodes publish (see tests/fuzz/fuzz_broker.c): records
            of messages to rooms, to everyone, to ids, with an except id,
            duplicates and replays, hellos and "replayed" markers, holds,
            clock steps and this node's own publishes, and malformed headers
+server/    two configuration bytes (see tests/fuzz/fuzz_server.c) and what a
+           peer sends a zk_app server: an upgrade offering zocket.json,
+           zocket.msgpack, both or none, then masked frames carrying Zocket
+           envelopes (calls to each route, events, __ping, __auth, kept
+           requests answered or timed out, rooms), fragmented messages,
+           pings, closes, and refused upgrades, plain and malformed
+           requests, frames that break the protocol, messages over the
+           limits, and the deadlines (handshake, idle, auth, close, a slow
+           message, a peer that does not read)
 
 Deterministic: the same files, byte for byte, on every run. It only writes
 files; it does not delete any.
 """
+import json
 import os
 import struct
 import sys
@@ -669,6 +679,229 @@ def broker_corpus():
     return c
 
 
+# ---- server ----
+
+# byte 0 of a server seed
+APP_PLAIN, APP_AUTH, APP_TIGHT, APP_STRICT = 0, 1, 2, 3
+WRITE_ALL, WRITE_RANDOM, WRITE_BYTES, WRITE_SMALL = 0 << 2, 1 << 2, 2 << 2, 3 << 2
+TIME_NONE, TIME_SMALL, TIME_MEDIUM, TIME_DEADLINES = 0 << 4, 1 << 4, 2 << 4, 3 << 4
+ANSWER_KEPT, SILENT_END = 1 << 6, 1 << 7
+
+
+def _splitmix(state):
+    state = (state + 0x9E3779B97F4A7C15) & (2 ** 64 - 1)
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2 ** 64 - 1)
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2 ** 64 - 1)
+    return state, z ^ (z >> 31)
+
+
+def server_seed(pieces=False, small=False, first_write=0):
+    """The first seed byte (byte 1) whose loopback delivers in pieces and has
+    a small capacity as asked (the harness's first draw) and, for
+    WRITE_RANDOM, whose first write is at least first_write bytes (its
+    second draw)."""
+    for b in range(256):
+        state, r = _splitmix(b * 0x100000001B3 + 1)
+        _, r2 = _splitmix(state)
+        size = 1 + (r2 >> 8) % (3, 17, 140, 2000)[r2 & 3]
+        if ((r & 3) == 0) == pieces and (((r >> 8) & 3) == 0) == small and size >= first_write:
+            return b
+    raise ValueError("no such seed")
+
+
+def stalled_seed(head_len):
+    """A seed byte for WRITE_RANDOM | TIME_DEADLINES with a small capacity
+    whose first write (past the head) is read at once and whose second is
+    not (the peer stalls) and is followed by a step of at least 1100 ms, and
+    the sizes of the two writes: an answer sent then waits past
+    write_timeout_ms."""
+    for b in range(256):
+        draws, state = [], b * 0x100000001B3 + 1
+        for _ in range(7):
+            state, r = _splitmix(state)
+            draws.append(r)
+        r, w1, stall1, t1, w2, stall2, t2 = draws
+        size1 = 1 + (w1 >> 8) % (3, 17, 140, 2000)[w1 & 3]
+        size2 = 1 + (w2 >> 8) % (3, 17, 140, 2000)[w2 & 3]
+        if ((r >> 8) & 3) == 0 and size1 >= head_len + 200 and not stall1 & 1 and t1 % 5 == 0 and \
+                size2 <= 40 and stall2 & 1 and t2 % 5 >= 3:
+            return b, size1, size2
+    raise ValueError("no such seed")
+
+
+_server_masks = [0]
+
+
+def sk():
+    """Masking keys for the server seeds (a sequence of their own)."""
+    _server_masks[0] += 1
+    i = _server_masks[0]
+    return bytes(((i * 97 + k * 59 + 0x11) & 0xFF) for k in range(4))
+
+
+def sc(opcode, payload=b"", **kw):
+    return frame(opcode, payload, mask=kw.pop("mask", None) or sk(), **kw)
+
+
+def upgrade(path="/", protocols=None, origin=None, extra=()):
+    h = [("Host", "server.example.com"), ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+         ("Sec-WebSocket-Key", KEY), ("Sec-WebSocket-Version", "13")]
+    if protocols:
+        h.append(("Sec-WebSocket-Protocol", protocols))
+    if origin:
+        h.append(("Origin", origin))
+    return head("GET %s HTTP/1.1" % path, h + list(extra))
+
+
+def js(**env):
+    """A JSON envelope as a masked text frame."""
+    return sc(TEXT, json.dumps(env, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))
+
+
+def ms(**env):
+    """A MessagePack envelope as a masked binary frame."""
+    return sc(BIN, mp(env))
+
+
+def server_corpus():
+    cfg = lambda *bits: bytes([sum(bits), server_seed()])
+    f = {}
+    up_json = upgrade(protocols="zocket.json")
+    up_mp = upgrade(protocols="zocket.msgpack")
+    slow = lambda *bits: bytes([sum(bits), server_seed(first_write=len(up_mp))])
+    bye = sc(CLOSE, close_payload(1000, b"done"))
+    calls = [dict(type="echo", payload={"a": [1, 2.5, "x", None, True]}, rpcId="c1"),
+             dict(type="echo", payload=7, rpcId=7),
+             dict(type="users.get", payload={"user": {"name": "ann", "age": 41}, "tags": ["a"]}, rpcId="u1"),
+             dict(type="users.get", payload={"user": {"name": "", "age": 1.5}, "x": 0}, rpcId="u2"),
+             dict(type="no.such", rpcId="z"),
+             dict(type="echo", payload="an event"),
+             dict(type="__ping", payload=1),
+             dict(type="room.send", payload={"room": "lobby", "text": "hi"}, rpcId="r1"),
+             dict(type="news", payload=1)]
+    f["json_calls"] = cfg(APP_PLAIN) + up_json + b"".join(js(**c) for c in calls) + bye
+    f["msgpack_calls"] = cfg(APP_PLAIN) + up_mp + b"".join(ms(**c) for c in calls) + bye
+    f["no_protocol"] = cfg(APP_PLAIN, WRITE_RANDOM) + upgrade() + js(**calls[0]) + js(**calls[2]) + bye
+    f["both_protocols"] = cfg(APP_PLAIN) + upgrade(protocols="zocket.json, zocket.msgpack") + ms(**calls[0])
+    f["json_pieces_time"] = cfg(APP_PLAIN, WRITE_RANDOM, TIME_SMALL) + up_json + \
+        b"".join(js(**c) for c in calls[:5]) + bye
+    f["handshake_bytewise"] = cfg(APP_PLAIN, WRITE_BYTES) + up_json + js(**calls[0])
+    f["handshake_timeout"] = cfg(APP_PLAIN, WRITE_SMALL, TIME_DEADLINES) + up_json
+    f["idle_then_silent"] = cfg(APP_PLAIN, SILENT_END) + up_json + js(**calls[0])
+    f["kept_answered"] = cfg(APP_PLAIN, WRITE_RANDOM, TIME_SMALL, ANSWER_KEPT) + up_json + \
+        js(type="jobs.slow", payload={"n": 1}, rpcId="s1") + js(type="jobs.slow", rpcId=2) + \
+        js(type="jobs.slow") + js(**calls[0]) + js(type="jobs.slow", rpcId="s3") + bye
+    f["kept_timeout"] = slow(APP_PLAIN, WRITE_RANDOM, TIME_MEDIUM) + up_mp + \
+        ms(type="jobs.slow", rpcId="s1") + ms(type="jobs.slow") + ms(**calls[1]) * 8
+    f["kept_then_close"] = cfg(APP_PLAIN) + up_json + js(type="jobs.slow", rpcId="s1") + bye
+    f["rooms"] = cfg(APP_PLAIN, WRITE_RANDOM) + up_json + \
+        js(type="room.send", payload={"room": "a", "text": {"x": [1]}}, rpcId=1) + \
+        js(type="room.send", payload={"room": "b"}, rpcId=2) + \
+        js(type="room.send", payload={"room": "a\u0000b", "text": 1}) + \
+        js(type="room.send", payload={"room": ""}, rpcId=3) + \
+        js(type="room.leave", payload={"room": "a"}, rpcId=4) + \
+        js(type="room.leave", payload={"room": "zzz"}, rpcId=5) + \
+        js(type="news", payload=2, rpcId=6) + js(type="room.send", payload={"room": "a"}) + bye
+    f["bye_route"] = cfg(APP_PLAIN) + up_json + js(**calls[0]) + js(type="bye", rpcId="b") + \
+        js(**calls[1]) + sc(PING, b"after bye") + sc(CLOSE, close_payload(4000))
+    f["drop_route"] = cfg(APP_PLAIN) + up_mp + ms(type="jobs.slow", rpcId=1) + ms(type="drop", rpcId=2) + \
+        ms(**calls[0])
+    f["fragmented"] = cfg(APP_PLAIN, WRITE_SMALL) + up_json + \
+        sc(TEXT, b'{"type":"echo","pay', fin=False) + sc(PING, b"mid") + \
+        sc(CONT, b'load":"\xc3', fin=False) + sc(CONT, b'\xa9","rpcId":"f1"}') + \
+        sc(PING, b"") + sc(PONG, b"unasked") + sc(TEXT, b"{}", length_form=64) + bye
+    f["pings_many_small_capacity"] = bytes([APP_TIGHT, server_seed(small=True)]) + up_json + \
+        b"".join(sc(PING, b"p%03d" % i) for i in range(80)) + js(**calls[0]) * 4
+    f["pieces_small_capacity"] = bytes([APP_PLAIN | WRITE_RANDOM | TIME_SMALL, server_seed(True, True)]) + \
+        up_json + b"".join(js(type="echo", payload="x" * 300, rpcId=i) for i in range(6)) + \
+        js(type="news", payload=[1] * 100) + bye
+    f["message_timeout"] = slow(APP_PLAIN, WRITE_RANDOM, TIME_DEADLINES) + up_json + \
+        js(type="echo", payload="m" * 1500, rpcId="m") + sc(TEXT, b'{"type":', fin=False) + \
+        sc(CONT, b'"echo"}')
+    # one call whose answer (larger than the capacity) comes while the peer
+    # does not read: the call ends with the second write
+    b, size1, size2 = stalled_seed(len(up_json))
+    env = b'{"type":"echo","payload":"%s","rpcId":1}'
+    call = sc(TEXT, env % (b"w" * (size1 + size2 - len(up_json) - len(env % b"") - 8)))
+    f["write_timeout"] = bytes([APP_PLAIN | WRITE_RANDOM | TIME_DEADLINES, b]) + up_json + call
+    f["close_no_code"] = cfg(APP_PLAIN) + up_json + js(**calls[0]) + sc(CLOSE)
+    f["close_1_byte"] = cfg(APP_PLAIN) + up_json + sc(CLOSE, b"\x03")
+    f["close_bad_code"] = cfg(APP_PLAIN) + up_json + sc(CLOSE, close_payload(1005))
+    f["close_bad_reason"] = cfg(APP_PLAIN) + up_json + sc(CLOSE, close_payload(1000, b"\xff"))
+    f["bad_unmasked"] = cfg(APP_PLAIN) + up_json + js(**calls[0]) + frame(TEXT, b'{"type":"echo"}')
+    f["bad_utf8"] = cfg(APP_PLAIN) + up_json + sc(TEXT, b'{"type":"echo","payload":"\xc3\x28"}')
+    f["bad_rsv"] = cfg(APP_PLAIN) + up_json + sc(TEXT, b"{}", rsv=4)
+    f["bad_opcode"] = cfg(APP_PLAIN) + up_mp + sc(3, b"x")
+    f["bad_continuation"] = cfg(APP_PLAIN) + up_json + sc(CONT, b"orphan")
+    f["bad_ping_fragmented"] = cfg(APP_PLAIN) + up_json + sc(PING, b"p", fin=False)
+    f["bad_envelopes"] = cfg(APP_PLAIN) + up_json + sc(TEXT, b"[1,2]") + sc(TEXT, b'{"type":5,"rpcId":9}') + \
+        sc(TEXT, b'{"type":"echo",') + sc(TEXT, b'{"type":"echo","rpcId":1.5}') + \
+        sc(TEXT, b'{"type":"echo","rpcId":"' + b"i" * 65 + b'"}') + \
+        sc(TEXT, b'{"type":"echo","rpcId":"' + b"i" * 64 + b'"}') + \
+        sc(TEXT, b'{"type":"' + b"a" * 200 + b'","rpcId":"l"}') + \
+        sc(TEXT, b'{"type":"echo","rpcId":"d","payload":' + b"[" * 70 + b"]" * 70 + b"}") + \
+        sc(BIN, mp(calls[0])) + bye
+    f["bad_msgpack"] = cfg(APP_PLAIN) + up_mp + sc(BIN, b"\xc1") + sc(BIN, mp([1])) + \
+        sc(BIN, b"\x81\x01\x01") + sc(TEXT, b'{"type":"echo","rpcId":1}') + ms(**calls[0])
+    f["tight_too_big"] = cfg(APP_TIGHT) + up_json + js(type="echo", payload="y" * 400, rpcId="big")
+    f["tight_fragments_too_big"] = cfg(APP_TIGHT) + up_json + \
+        sc(TEXT, b'{"type":"echo","payload":"' + b"z" * 200, fin=False) + sc(CONT, b"z" * 200 + b'"}')
+    f["tight_rate"] = cfg(APP_TIGHT) + up_json + b"".join(js(type="echo", payload=i, rpcId=i) for i in range(12))
+    f["tight_rate_slow"] = slow(APP_TIGHT, WRITE_RANDOM, TIME_MEDIUM) + up_mp + \
+        b"".join(ms(type="echo", payload=i, rpcId=i) for i in range(12))
+    f["tight_rooms_kept"] = cfg(APP_TIGHT, ANSWER_KEPT) + up_json + \
+        b"".join(js(type="room.send", payload={"room": "r%d" % i}, rpcId=i) for i in range(3)) + \
+        b"".join(js(type="jobs.slow", rpcId="k%d" % i) for i in range(3))
+    f["tight_news_close_slow"] = cfg(APP_TIGHT) + up_json + \
+        js(type="echo", payload="q" * 200, rpcId=1) + js(type="news", payload=2)
+    f["auth_ok"] = cfg(APP_AUTH) + up_json + js(type="__auth", payload="ok", rpcId="a") + js(**calls[0]) + bye
+    f["auth_fail"] = cfg(APP_AUTH) + up_mp + ms(type="__auth", payload="no", rpcId="a") + ms(**calls[0])
+    f["auth_missing"] = cfg(APP_AUTH) + up_json + js(**calls[0]) + js(**calls[5]) + \
+        js(type="__ping") + js(type="__auth", payload="ok")
+    f["auth_timeout"] = cfg(APP_AUTH, SILENT_END) + up_json + js(type="__ping")
+    f["auth_late"] = slow(APP_AUTH, WRITE_RANDOM, TIME_DEADLINES) + up_json + js(type="echo", payload=1) + \
+        js(type="__auth", payload="ok", rpcId=1) + js(**calls[0])
+    f["strict_ok"] = cfg(APP_STRICT) + upgrade("/ws", "zocket.msgpack", "https://ok.example") + \
+        ms(type="__auth", payload="ok", rpcId="a") + ms(**calls[0]) + bye
+    f["strict_json_refused"] = cfg(APP_STRICT) + upgrade("/ws", "zocket.json")
+    f["strict_wrong_path"] = cfg(APP_STRICT) + upgrade("/", "zocket.msgpack")
+    f["strict_wrong_origin"] = cfg(APP_STRICT) + upgrade("/ws", "zocket.msgpack", "https://evil.example")
+    f["http_plain_get"] = cfg(APP_PLAIN) + head("GET /index.html HTTP/1.1", [("Host", "a")]) + b"ignored"
+    f["http_malformed"] = cfg(APP_PLAIN) + b"GET / HTTP/1.1\nHost: a\n\n"
+    f["http_version8"] = cfg(APP_PLAIN) + head("GET / HTTP/1.1", upgrade_headers(sec_websocket_version="8"))
+    f["http_post"] = cfg(APP_PLAIN) + head("POST / HTTP/1.1", upgrade_headers())
+    f["http_partial"] = cfg(APP_PLAIN, SILENT_END) + up_json[:40]
+    f["http_too_big"] = cfg(APP_PLAIN) + head("GET / HTTP/1.1", [("X-%d" % i, "v") for i in range(70)])
+    # regressions the fuzzer found (fixed in 932881f): a text frame starting
+    # in the read that ends a split ping was timed from the ping's first
+    # byte (closed 1008 early); a message still arriving when the auth
+    # deadline closed the connection left the deadline timer re-arming
+    # itself at an instant already past
+    f["regress_slow_after_split_ping"] = bytes.fromhex(
+        "34cd474554202f20485454502f312e310d0a486f73743a20610d0a5570677261"
+        "64653a20776562736f636b65740d0a436f6e6e656374696f6e3a205570677261"
+        "64650d0a5365632d576562536f636b65742d4b65793a206447686c49484e6862"
+        "5842735a5342756232356a5a513d3d0d0a5365632d576562536f636b65742d56"
+        "657273696f6e3a2031330d0a583a206161616161616161616161616161616161"
+        "6161616161616161610d0a0d0a8980010203048185050607086d636b646a")
+    f["regress_guard_spin_while_closing"] = bytes.fromhex(
+        "3588474554202f20485454502f312e310d0a486f73743a20610d0a5570677261"
+        "64653a20776562736f636b65740d0a436f6e6e656374696f6e3a205570677261"
+        "64650d0a5365632d576562536f636b65742d4b65793a206447686c49484e6862"
+        "5842735a5342756232356a5a513d3d0d0a5365632d576562536f636b65742d56"
+        "657273696f6e3a2031330d0a583a2061616161616161616161610d0a0d0a81fe"
+        "00e4050607087e24737175632532276364606a242b2a75677e646a67632a3f24"
+        "7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e"
+        "7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e"
+        "7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e"
+        "7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e"
+        "7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e"
+        "7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e7f707d7e"
+        "7f707d7e7f707d7e2575")
+    return f
+
+
 def write(kind, files):
     d = os.path.join(ROOT, kind)
     os.makedirs(d, exist_ok=True)
@@ -688,6 +921,7 @@ def main():
     write("resp", resp_corpus())
     write("nats", nats_corpus())
     write("broker", broker_corpus())
+    write("server", server_corpus())
     return 0
 
 
