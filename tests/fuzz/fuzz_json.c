@@ -390,9 +390,10 @@ static void round_trip(zk_value root) {
     free(p);
 }
 
-/* The limited parse gave rc into doc (from buf); the default one gave
-   rd and, when it parsed, the tree in *def. */
-static void check_limited(const zk_doc *doc, int rc, char *buf, size_t n, uint32_t max_depth,
+/* The limited parse gave rc into doc (from buf, which it may have changed:
+   strings are unescaped in place; text is the input as it came); the
+   default one gave rd and, when it parsed, the tree in *def. */
+static void check_limited(const zk_doc *doc, int rc, char *buf, const char *text, size_t n, uint32_t max_depth,
                           uint32_t max_nodes, int rd, const walk *def) {
     uint32_t nest;
     size_t tokens;
@@ -403,7 +404,7 @@ static void check_limited(const zk_doc *doc, int rc, char *buf, size_t n, uint32
         /* + 1: the parser takes a node for a value before it has seen
            that the value is not there ("[1,2,]" is ZK_ETOOBIG with
            max_nodes 3, ZK_EPARSE with 4) */
-        scan(buf, n, &nest, &tokens);
+        scan(text, n, &nest, &tokens);
         CHECK(nest > max_depth || tokens + 1 > max_nodes);
     }
     if (rd == ZK_OK) {
@@ -466,7 +467,7 @@ static int read_json(const uint8_t *text, size_t n, uint8_t cfg, char **def_buf,
     doc_lim.max_depth = max_depth;
     doc_lim.max_nodes = max_nodes;
     rl = zk_json_parse(&doc_lim, bl, n);
-    check_limited(&doc_lim, rl, bl, n, max_depth, max_nodes ? max_nodes : ZK_DOC_MAX_NODES, rd, def);
+    check_limited(&doc_lim, rl, bl, (const char *)text, n, max_depth, max_nodes ? max_nodes : ZK_DOC_MAX_NODES, rd, def);
     free(bl);
     /* ...and into a new one */
     bl = copy_exact(text, n);
@@ -474,7 +475,7 @@ static int read_json(const uint8_t *text, size_t n, uint8_t cfg, char **def_buf,
     fresh.max_depth = max_depth;
     fresh.max_nodes = max_nodes;
     rl = zk_json_parse(&fresh, bl, n);
-    check_limited(&fresh, rl, bl, n, max_depth, max_nodes ? max_nodes : ZK_DOC_MAX_NODES, rd, def);
+    check_limited(&fresh, rl, bl, (const char *)text, n, max_depth, max_nodes ? max_nodes : ZK_DOC_MAX_NODES, rd, def);
     zk_doc_free(&fresh);
     free(bl);
 
