@@ -663,7 +663,9 @@ typedef struct zk_server_opts {
     const char *const *protocols; /* subprotocols you speak, preferred first */
     size_t protocol_count;
     size_t max_message;           /* 0: ZK_WS_MAX_MESSAGE (16 MiB); more: close 1009 */
-    size_t write_high_water;      /* 0: 1 MiB. Past it sends report backpressure */
+    size_t write_high_water;      /* 0: 1 MiB. Past it sends report backpressure, and
+                                     after a message the connection is not read
+                                     until its queue falls below it again */
     size_t write_limit;           /* 0: 16 MiB + high water. Past it sends are refused */
     uint32_t handshake_timeout_ms;/* 0: 10000. Upgrade not done by then: closed */
     uint32_t idle_timeout_ms;     /* 0: 30000. A peer silent this long is pinged */
@@ -3893,6 +3895,7 @@ typedef struct zk__stream_ops {
     /* bytes taken (0: would block) or an error */
     long (*writev)(zk__stream *s, const struct iovec *iov, int n);
     void (*want_write)(zk__stream *s, int on);
+    void (*want_read)(zk__stream *s, int on);  /* NULL: the stream reads only when asked */
     void (*shutdown)(zk__stream *s); /* no more writes: the peer reads end of stream */
     void (*close)(zk__stream *s);    /* release; no callbacks after this */
     int (*peer)(zk__stream *s, char *out, size_t cap);
@@ -3910,6 +3913,7 @@ typedef struct zk__tcp {
     zk__io io;
     zk_loop *loop;
     int connecting;
+    int no_read; /* reads paused: no read interest */
 } zk__tcp;
 
 ZK__PRIVATE void zk__conn_readable(zk_conn *c);
@@ -3989,12 +3993,16 @@ struct zk_conn {
     uint64_t last_rx;
     uint64_t msg_since;         /* a message has been arriving since (msg_started) */
     uint64_t stall_since;       /* bytes queued and none taken since (stalled) */
+    uint64_t paused_since;      /* not read since (rpaused) */
     zk__work flush;
+    zk__work resume;            /* reads resume: what was left is processed */
     const char *protocol;       /* chosen subprotocol, or NULL */
     int busy;                   /* handlers running on the stack */
     unsigned char state, timer_what, opened, notified, want_drain, shut, write_blocked;
     unsigned char pinged;       /* a heartbeat ping is out and nothing came since */
     unsigned char msg_started, stalled;
+    unsigned char rpaused;      /* server: not read while the queue is past high water */
+    unsigned char rleft;        /* rbuf holds bytes left unprocessed by a pause */
     unsigned char pongs;        /* pongs queued, at most ZK__MAX_PONGS */
     unsigned char http_pending; /* on_http has the request and has not answered */
     unsigned char accepted;     /* on_upgrade accepted it: on_close will come */
@@ -4367,6 +4375,7 @@ ZK__PRIVATE void zk__conn_free(zk_conn *c) {
     zk_timer_stop(&c->timer);
     zk_timer_stop(&c->guard);
     zk__work_cancel(c->loop, &c->flush);
+    zk__work_cancel(c->loop, &c->resume);
     zk__wq_clear(c);
     zk_ws_free(&c->ws);
     if (c->rbuf) ZK_FREE(c->rbuf);
@@ -4411,6 +4420,7 @@ ZK__PRIVATE void zk__conn_gone(zk_conn *c, int code, const char *reason) {
     zk_timer_stop(&c->timer);
     zk_timer_stop(&c->guard);
     zk__work_cancel(c->loop, &c->flush);
+    zk__work_cancel(c->loop, &c->resume);
     if (c->stream) c->stream->ops->close(c->stream);
     c->stream = NULL;
     zk__wq_clear(c);
@@ -4461,8 +4471,9 @@ ZK__PRIVATE uint32_t zk__ms_or(uint32_t v, uint32_t dflt) { return v ? v : dflt;
 ZK__PRIVATE void zk__guard_arm(zk_conn *c) {
     uint64_t now, due = UINT64_MAX;
     if (!c->server || zk_timer_active(&c->guard)) return;
-    /* a message is timed only while open: closing, close_timeout_ms bounds it */
-    if (c->msg_started && c->state == ZK__C_OPEN)
+    /* a message is timed only while open (closing, close_timeout_ms bounds
+       it) and while we read */
+    if (c->msg_started && c->state == ZK__C_OPEN && !c->rpaused)
         due = c->msg_since + zk__ms_or(c->server->opts.message_timeout_ms, 30000);
     if (c->stalled) {
         uint64_t d = c->stall_since + zk__ms_or(c->server->opts.write_timeout_ms, 30000);
@@ -4479,7 +4490,7 @@ ZK__PRIVATE void zk__guard_fire(zk_timer *t) {
     c->busy++;
     if (c->stalled && now - c->stall_since >= zk__ms_or(c->server->opts.write_timeout_ms, 30000)) {
         zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not read");
-    } else if (c->msg_started && c->state == ZK__C_OPEN &&
+    } else if (c->msg_started && c->state == ZK__C_OPEN && !c->rpaused &&
                now - c->msg_since >= zk__ms_or(c->server->opts.message_timeout_ms, 30000)) {
         c->msg_started = 0;
         zk_conn_close(c, ZK_CLOSE_POLICY, "message too slow");
@@ -4489,6 +4500,37 @@ ZK__PRIVATE void zk__guard_fire(zk_timer *t) {
     }
     c->busy--;
     zk__conn_release(c);
+}
+
+/* A server connection is not read while its write queue is past the
+   high-water mark (checked after each message): a peer that sends and does
+   not read waits in its own TCP window rather than growing our queue with
+   answers. Reads resume below the mark, or when we close. Paused, the peer
+   cannot be heard: the idle clock and a message's clock stop, and
+   write_timeout_ms is what ends a peer that takes nothing. */
+ZK__PRIVATE void zk__conn_pause(zk_conn *c) {
+    if (c->rpaused) return;
+    c->rpaused = 1;
+    c->paused_since = zk_loop_now(c->loop);
+    if (c->stream && c->stream->ops->want_read) c->stream->ops->want_read(c->stream, 0);
+}
+
+ZK__PRIVATE void zk__conn_resume(zk_conn *c) {
+    uint64_t paused;
+    if (!c->rpaused) return;
+    paused = zk_loop_now(c->loop) - c->paused_since;
+    c->rpaused = 0;
+    c->last_rx += paused; /* the time we did not listen does not count */
+    c->msg_since += paused;
+    if (c->rlen) c->rleft = 1;
+    if (c->stream && c->stream->ops->want_read) c->stream->ops->want_read(c->stream, 1);
+    zk__work_queue(c->loop, &c->resume);
+    zk__guard_arm(c);
+}
+
+ZK__PRIVATE void zk__conn_resume_work(zk__work *w) {
+    zk_conn *c = (zk_conn *)(void *)((char *)w - offsetof(zk_conn, resume));
+    if (c->stream && !c->rpaused) zk__conn_readable(c);
 }
 
 ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
@@ -4553,6 +4595,7 @@ ZK__PRIVATE void zk__conn_flush_now(zk_conn *c) {
             c->busy--;
         }
     }
+    if (c->rpaused && (c->wq_bytes < c->high_water || c->state != ZK__C_OPEN)) zk__conn_resume(c);
     if (!c->wq && c->state == ZK__C_LINGER && !c->shut && c->stream) {
         c->shut = 1;
         c->stream->ops->shutdown(c->stream);
@@ -4578,7 +4621,9 @@ ZK__PRIVATE void zk__conn_timer(zk_timer *t) {
     case ZK__T_IDLE: {
         uint32_t idle = c->server->opts.idle_timeout_ms ? c->server->opts.idle_timeout_ms : 30000;
         uint32_t wait = c->server->opts.pong_timeout_ms ? c->server->opts.pong_timeout_ms : 10000;
-        if (now - c->last_rx >= idle) {
+        if (c->rpaused) { /* its answer could not be read: write_timeout_ms watches */
+            zk__conn_arm(c, ZK__T_IDLE, idle);
+        } else if (now - c->last_rx >= idle) {
             unsigned char frame[8];
             int n = zk_ws_send(&c->ws, frame, sizeof frame, ZK_WS_PING, NULL, 0, 1);
             if (n > 0) zk__wq_priority(c, frame, (size_t)n, 0);
@@ -4593,7 +4638,7 @@ ZK__PRIVATE void zk__conn_timer(zk_timer *t) {
         uint32_t idle = c->server->opts.idle_timeout_ms ? c->server->opts.idle_timeout_ms : 30000;
         uint32_t wait = c->server->opts.pong_timeout_ms ? c->server->opts.pong_timeout_ms : 10000;
         (void)now, (void)wait;
-        if (c->pinged) zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not answer a ping");
+        if (c->pinged && !c->rpaused) zk__conn_gone(c, ZK_CLOSE_ABNORMAL, "peer did not answer a ping");
         else zk__conn_arm(c, ZK__T_IDLE, idle);
         break;
     }
@@ -4628,6 +4673,7 @@ ZK__PRIVATE zk_conn *zk__conn_new(zk_loop *loop, const zk_callbacks *cb, size_t 
     zk_timer_init(loop, &c->timer, zk__conn_timer, c);
     zk_timer_init(loop, &c->guard, zk__guard_fire, c);
     c->flush.fn = zk__conn_flush_work;
+    c->resume.fn = zk__conn_resume_work;
     c->last_rx = zk_loop_now(loop);
     return c;
 }
@@ -4745,6 +4791,7 @@ ZK_API int zk_conn_close(zk_conn *c, int code, const char *reason) {
     memcpy(p, frame, (size_t)n);
     c->state = ZK__C_CLOSING;
     zk__conn_arm(c, ZK__T_CLOSE, zk__close_timeout(c));
+    zk__conn_resume(c); /* the peer's close is to be read */
     return 0;
 }
 
@@ -4949,6 +4996,11 @@ ZK__PRIVATE size_t zk__conn_frames(zk_conn *c, unsigned char *buf, size_t len) {
         default:
             break;
         }
+        if ((ev.type == ZK_WS_EV_TEXT || ev.type == ZK_WS_EV_BINARY) && c->server &&
+            c->state == ZK__C_OPEN && c->wq_bytes >= c->high_water) {
+            zk__conn_pause(c);
+            break;
+        }
         if (!used && ev.type == ZK_WS_EV_NONE) break;
     }
     return at;
@@ -4990,7 +5042,7 @@ ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
     int reads;
     c->busy++;
     zk__cork(c);
-    for (reads = 0; reads < ZK__READS_PER_EVENT && c->stream; reads++) {
+    for (reads = 0; reads < ZK__READS_PER_EVENT && c->stream && !c->rpaused; reads++) {
         size_t have = c->rlen, used;
         unsigned char *buf = zk__read_buffer(c->loop, have + ZK__READ_BUFFER);
         long n;
@@ -5000,13 +5052,18 @@ ZK__PRIVATE void zk__conn_readable(zk_conn *c) {
         }
         if (have) memcpy(buf, c->rbuf, have);
         n = c->stream->ops->read(c->stream, buf + have, ZK__READ_BUFFER);
-        if (n == ZK_EAGAIN) break;
-        if (n <= 0) {
+        if (n == ZK_EAGAIN && c->rleft) { /* reads resumed: what a pause left */
+            n = 0;
+        } else if (n == ZK_EAGAIN) {
+            break;
+        } else if (n <= 0) {
             zk__conn_gone(c, ZK_CLOSE_ABNORMAL, n == 0 ? "connection closed by peer" : "connection reset");
             break;
+        } else {
+            c->last_rx = zk_loop_now(c->loop);
+            c->pinged = 0; /* anything from the peer proves it alive */
         }
-        c->last_rx = zk_loop_now(c->loop);
-        c->pinged = 0; /* anything from the peer proves it alive */
+        c->rleft = 0;
         have += (size_t)n;
         used = 0;
         if (c->state == ZK__C_HANDSHAKE) {
@@ -5080,7 +5137,13 @@ ZK__PRIVATE long zk__tcp_writev(zk__stream *s, const struct iovec *iov, int n) {
 
 ZK__PRIVATE void zk__tcp_want_write(zk__stream *s, int on) {
     zk__tcp *t = zk__tcp_of(s);
-    zk__io_set(t->loop, &t->io, ZK__IO_READ | (on ? ZK__IO_WRITE : 0u));
+    zk__io_set(t->loop, &t->io, (t->no_read ? 0u : ZK__IO_READ) | (on ? ZK__IO_WRITE : 0u));
+}
+
+ZK__PRIVATE void zk__tcp_want_read(zk__stream *s, int on) {
+    zk__tcp *t = zk__tcp_of(s);
+    t->no_read = !on;
+    zk__io_set(t->loop, &t->io, (on ? ZK__IO_READ : 0u) | (t->io.events & ZK__IO_WRITE));
 }
 
 ZK__PRIVATE void zk__tcp_shutdown(zk__stream *s) { shutdown(zk__tcp_of(s)->io.fd, SHUT_WR); }
@@ -5130,7 +5193,8 @@ ZK__PRIVATE int zk__tcp_peer(zk__stream *s, char *out, size_t cap) {
 }
 
 ZK__PRIVATE const zk__stream_ops zk__tcp_ops = {
-    zk__tcp_read, zk__tcp_writev, zk__tcp_want_write, zk__tcp_shutdown, zk__tcp_close, zk__tcp_peer
+    zk__tcp_read, zk__tcp_writev, zk__tcp_want_write, zk__tcp_want_read, zk__tcp_shutdown, zk__tcp_close,
+    zk__tcp_peer
 };
 
 ZK__PRIVATE void zk__tcp_event(zk__io *io, unsigned events) {
@@ -5350,7 +5414,7 @@ ZK__PRIVATE int zk__lb_peer_name(zk__stream *s, char *out, size_t cap) {
 }
 
 ZK__PRIVATE const zk__stream_ops zk__lb_ops = {
-    zk__lb_read, zk__lb_writev, zk__lb_want_write, zk__lb_shutdown, zk__lb_close, zk__lb_peer_name
+    zk__lb_read, zk__lb_writev, zk__lb_want_write, NULL, zk__lb_shutdown, zk__lb_close, zk__lb_peer_name
 };
 
 ZK__PRIVATE zk__lb_pair *zk__lb_pair_new(zk_loop *loop, const zk_loopback_opts *opts) {

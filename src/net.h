@@ -58,7 +58,9 @@ typedef struct zk_server_opts {
     const char *const *protocols; /* subprotocols you speak, preferred first */
     size_t protocol_count;
     size_t max_message;           /* 0: ZK_WS_MAX_MESSAGE (16 MiB); more: close 1009 */
-    size_t write_high_water;      /* 0: 1 MiB. Past it sends report backpressure */
+    size_t write_high_water;      /* 0: 1 MiB. Past it sends report backpressure, and
+                                     after a message the connection is not read
+                                     until its queue falls below it again */
     size_t write_limit;           /* 0: 16 MiB + high water. Past it sends are refused */
     uint32_t handshake_timeout_ms;/* 0: 10000. Upgrade not done by then: closed */
     uint32_t idle_timeout_ms;     /* 0: 30000. A peer silent this long is pinged */

@@ -2020,6 +2020,111 @@ TEST(peer_that_reads_nothing_is_dropped_at_the_write_deadline) {
     CHECK_ALL_FREED();
 }
 
+/* A client that sends and does not read its answers: past the high-water
+   mark the server stops reading it, so the echoes wait in the client's
+   own window rather than pushing the server's queue to its write limit
+   (where answers would be refused); when it reads, every one arrives. */
+TEST(server_stops_reading_a_peer_that_does_not_read_its_answers) {
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    zk_loopback_opts lo;
+    side *c, *s;
+    unsigned i;
+    int seen;
+    memset(&lo, 0, sizeof lo);
+    lo.capacity = 2048;
+    so.write_high_water = 4096;
+    so.write_limit = 16384;
+    server_new(w, &so);
+    c = connect_lb_url(w, "ws://loopback/", &lo);
+    pump(w->loop);
+    s = &w->srv[0];
+    CHECK_EQ_INT(zk_loopback_stall(c->conn, 1), 0);
+    for (i = 0; i < 100; i++) CHECK(send_numbered(c->conn, i) >= 0);
+    pump(w->loop);
+    seen = s->messages;
+    CHECK(seen > 0 && seen < 10);
+    CHECK(zk_conn_buffered(s->conn) >= 4096 && zk_conn_buffered(s->conn) < 4096 + 1004);
+    zk_loop_advance(w->loop, 1000);
+    pump(w->loop);
+    CHECK_EQ_INT(s->messages, seen); /* paused: nothing more was read */
+    CHECK_EQ_INT(s->send_errors, 0);
+    CHECK_EQ_INT(zk_loopback_stall(c->conn, 0), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(s->messages, 100);
+    CHECK_EQ_INT(c->messages, 100);
+    CHECK(check_numbered(&c->all, 100));
+    CHECK_EQ_INT(s->send_errors, 0);
+    CHECK_EQ_INT(c->closes + s->closes, 0);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
+/* While the server does not read a peer, the peer cannot be heard: no
+   ping times it out and no message deadline runs. write_timeout_ms still
+   drops a peer that takes nothing. */
+TEST(paused_peer_is_timed_by_the_write_deadline_alone) {
+    world *w = world_new(1);
+    zk_server_opts so = server_opts(w);
+    zk_loopback_opts lo;
+    side *c, *s;
+    unsigned i;
+    int step;
+    memset(&lo, 0, sizeof lo);
+    lo.capacity = 2500; /* two whole frames and part of a third in flight */
+    so.write_high_water = 4096;
+    so.idle_timeout_ms = 1000;
+    so.pong_timeout_ms = 500;
+    so.message_timeout_ms = 1000;
+    so.write_timeout_ms = 20000;
+    server_new(w, &so);
+    c = connect_lb_url(w, "ws://loopback/", &lo);
+    pump(w->loop);
+    s = &w->srv[0];
+    /* the client reads nothing for 15 s, 15 idle timeouts */
+    CHECK_EQ_INT(zk_loopback_stall(c->conn, 1), 0);
+    for (i = 0; i < 40; i++) CHECK(send_numbered(c->conn, i) >= 0);
+    pump(w->loop);
+    CHECK(s->messages < 40);
+    for (step = 0; step < 30; step++) {
+        zk_loop_advance(w->loop, 500);
+        pump(w->loop);
+        CHECK_EQ_INT(s->closes, 0);
+        if (s->closes) break;
+    }
+    if (!c->conn) { /* failed above: the rest would use a freed connection */
+        world_free(w);
+        return;
+    }
+    CHECK(s->messages < 40);
+    CHECK_EQ_INT(zk_loopback_stall(c->conn, 0), 0);
+    pump(w->loop);
+    CHECK_EQ_INT(c->messages, 40);
+    CHECK(check_numbered(&c->all, 40));
+    CHECK_EQ_INT(s->closes + c->closes, 0);
+    /* heartbeats work again once it reads */
+    zk_loop_advance(w->loop, 5000);
+    pump(w->loop);
+    CHECK_EQ_INT(s->closes + c->closes, 0);
+    /* a peer that stops reading for good is dropped at the write deadline */
+    if (!c->conn) {
+        world_free(w);
+        return;
+    }
+    CHECK_EQ_INT(zk_loopback_stall(c->conn, 1), 0);
+    for (i = 0; i < 40; i++) CHECK(send_numbered(c->conn, i) >= 0);
+    pump(w->loop);
+    zk_loop_advance(w->loop, 19000);
+    pump(w->loop);
+    CHECK_EQ_INT(s->closes, 0);
+    zk_loop_advance(w->loop, 1000);
+    pump(w->loop);
+    CHECK_EQ_INT(s->closes, 1);
+    CHECK(strcmp(s->close_reason, "peer did not read") == 0);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(healthy_client_stays_open_through_heartbeats) {
     world *w = world_new(1);
     zk_server_opts so = server_opts(w);
@@ -2693,6 +2798,126 @@ TEST(tcp_100_clients_each_echo_100_messages) {
     CHECK_ALL_FREED();
 }
 
+/* Over TCP: a client sends COUNT messages of 32 KiB as fast as the
+   server takes them and reads nothing. Once the kernel's buffers are full
+   the server stops reading it: its queue stays near the high-water mark
+   (no answer refused at the write limit), and it drops its read interest,
+   so a step finds nothing to do rather than spinning on unread input.
+   When the client reads, every echo arrives, in order. */
+TEST(tcp_server_stops_reading_a_peer_that_does_not_read) {
+    enum { COUNT = 400, SIZE = 32768, FRAME = SIZE + 4 };
+    static unsigned char frame[SIZE + 14], payload[SIZE];
+    world *w = world_new(0);
+    zk_server_opts so = server_opts(w);
+    struct sockaddr_in a;
+    bytes in;
+    size_t flen = 0, off = 0, head = 0, k;
+    unsigned sent = 0, quiet = 0, bad = 0, held;
+    int fd, one_buf = 65536, i;
+    uint64_t t0;
+    side *s;
+    memset(&in, 0, sizeof in);
+    so.write_high_water = 65536;
+    so.write_limit = 262144;
+    server_new(w, &so);
+    CHECK_EQ_INT(zk_server_listen(w->server), 0);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    CHECK(fd >= 0);
+    /* small client buffers: the kernel holds less, the test moves less */
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &one_buf, sizeof one_buf);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &one_buf, sizeof one_buf);
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((uint16_t)zk_server_port(w->server));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK_EQ_INT(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    CHECK_EQ_INT(send(fd, upgrade_request, sizeof upgrade_request - 1, MSG_NOSIGNAL),
+                 (ssize_t)(sizeof upgrade_request - 1));
+    t0 = now_ms();
+    while (!head && now_ms() - t0 < 3000) {
+        zk_loop_step(w->loop, 5);
+        raw_tcp_read(fd, &in);
+        for (k = 0; k + 4 <= in.len; k++)
+            if (memcmp(in.p + k, "\r\n\r\n", 4) == 0) {
+                head = k + 4;
+                break;
+            }
+    }
+    CHECK(head > 0 && w->nsrv == 1);
+    if (!head || w->nsrv != 1) {
+        close(fd);
+        bytes_free(&in);
+        world_free(w);
+        return;
+    }
+    s = &w->srv[0];
+    CHECK_EQ_INT(in.len, head); /* nothing after the 101 yet */
+    /* send until neither the client nor the server can move */
+    t0 = now_ms();
+    while (sent < COUNT && quiet < 50 && now_ms() - t0 < 10000) {
+        ssize_t n;
+        int ran;
+        if (off == flen) {
+            memset(payload, (int)(sent & 0xff), sizeof payload);
+            flen = client_frame(frame, ZK_WS_BINARY, 1, payload, SIZE, 1);
+            off = 0;
+        }
+        n = send(fd, frame + off, flen - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n > 0) {
+            off += (size_t)n;
+            if (off == flen) sent++;
+        }
+        ran = zk_loop_step(w->loop, n > 0 ? 0 : 1);
+        quiet = n <= 0 && ran == 0 ? quiet + 1 : 0;
+    }
+    held = sent;
+    CHECK(sent < COUNT); /* held back */
+    CHECK(s->messages < COUNT);
+    CHECK(zk_conn_buffered(s->conn) < 65536 + FRAME);
+    CHECK_EQ_INT(s->send_errors, 0);
+    CHECK_EQ_INT(s->closes, 0);
+    for (i = 0; i < 20; i++) CHECK_EQ_INT(zk_loop_step(w->loop, 1), 0);
+    /* now the client reads, and sends the rest */
+    t0 = now_ms();
+    while (in.len < head + (size_t)COUNT * FRAME && now_ms() - t0 < 20000) {
+        if (sent < COUNT) {
+            ssize_t n;
+            if (off == flen) {
+                memset(payload, (int)(sent & 0xff), sizeof payload);
+                flen = client_frame(frame, ZK_WS_BINARY, 1, payload, SIZE, 1);
+                off = 0;
+            }
+            n = send(fd, frame + off, flen - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0) {
+                off += (size_t)n;
+                if (off == flen) sent++;
+            }
+        }
+        zk_loop_step(w->loop, 0);
+        if (raw_tcp_read(fd, &in)) break;
+    }
+    CHECK_EQ_INT(in.len, head + (size_t)COUNT * FRAME);
+    for (k = 0; k < COUNT && head + (k + 1) * FRAME <= in.len; k++) {
+        const unsigned char *f = in.p + head + k * FRAME;
+        size_t j;
+        if (f[0] != 0x82 || f[1] != 126 || f[2] != (SIZE >> 8) || f[3] != (SIZE & 0xff)) bad++;
+        for (j = 0; j < SIZE; j++)
+            if (f[4 + j] != (unsigned char)(k & 0xff)) {
+                bad++;
+                break;
+            }
+    }
+    CHECK_EQ_INT(bad, 0);
+    CHECK_EQ_INT(s->messages, COUNT);
+    CHECK_EQ_INT(s->send_errors, 0);
+    CHECK_EQ_INT(s->closes, 0);
+    printf("  %u of %u messages sent before the client was held back\n", held, (unsigned)COUNT);
+    close(fd);
+    bytes_free(&in);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(tcp_max_connections_turns_extra_clients_away) {
     world *w = world_new(0);
     zk_server_opts so = server_opts(w);
@@ -2927,6 +3152,8 @@ int main(void) {
     RUN(message_deadline_restarts_after_a_split_ping);
     RUN(message_arriving_while_closing_ends_at_the_close_timeout);
     RUN(peer_that_reads_nothing_is_dropped_at_the_write_deadline);
+    RUN(server_stops_reading_a_peer_that_does_not_read_its_answers);
+    RUN(paused_peer_is_timed_by_the_write_deadline_alone);
     RUN(healthy_client_stays_open_through_heartbeats);
     RUN(healthy_client_with_latency_stays_open_through_heartbeats);
     RUN(busy_client_is_never_pinged);
@@ -2951,6 +3178,7 @@ int main(void) {
     RUN(tcp_client_silent_before_the_upgrade_is_closed_at_the_deadline);
     RUN(tcp_plain_http_request_gets_426);
     RUN(tcp_100_clients_each_echo_100_messages);
+    RUN(tcp_server_stops_reading_a_peer_that_does_not_read);
     RUN(tcp_max_connections_turns_extra_clients_away);
     RUN(tcp_max_per_address_turns_extra_clients_of_one_address_away);
     RUN(per_address_table_counts_and_deletes);

@@ -36,9 +36,10 @@
    Aborts when:
    - the loop still has work after 100000 rounds, or a timer falls due
      1000 times at one instant (busy loops), or the server stops reading
-     its input, or a kept request's late answer
-     returns anything but 0, ZK_ETIMEDOUT or ZK_ECLOSED (only the last two
-     once the connection is gone);
+     its input (other than while its queue is past the high-water mark
+     and the peer reads nothing: then the peer reads), or a kept request's
+     late answer returns anything but 0, ZK_ETIMEDOUT or ZK_ECLOSED (only
+     the last two once the connection is gone);
    - the server's output does not parse with zk_http_parse_response as one
      response head followed by:
      - for 101: only when the request (parsed whole by
@@ -436,7 +437,12 @@ static void peer_write(peer *p, const unsigned char *s, size_t n, size_t at) {
             stamp_add(&p->writes, at, p->last_write, p->last_write);
         }
         if (w == 0) {
-            CHECK(++idle < 4); /* the server must read what it is sent */
+            zk_conn *sc = p->pair->end[1].base.conn;
+            /* the server must read what it is sent, unless its queue is past
+               the high-water mark (it waits for the peer to read): a peer
+               that cannot write then reads */
+            if (p->stalled && sc && sc->rpaused) p->stalled = 0;
+            else CHECK(++idle < 4);
             settle(p);
         } else {
             idle = 0;
