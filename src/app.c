@@ -883,7 +883,9 @@ ZK__PRIVATE void zk__kept_unlink(zk_request *r) {
 
 ZK__PRIVATE void zk__app_close_slow(zk__member *m);
 
-/* Sends text to one member's connection, counting it. */
+/* Sends text (an answer, a __pong) to one member's connection, counting
+   it. Past the write limit it is lost, so the connection goes (4001), as
+   for a room message: the client's calls then fail rather than wait. */
 ZK__PRIVATE int zk__app_send_text(zk_app *app, zk_conn *c, zk_str s, int binary) {
     int rc = zk_conn_send(c, s.ptr, s.len, binary);
     if (rc >= 0) {
@@ -891,6 +893,7 @@ ZK__PRIVATE int zk__app_send_text(zk_app *app, zk_conn *c, zk_str s, int binary)
         app->stats.bytes_out += s.len;
     } else if (rc != ZK_ECLOSED) {
         app->stats.dropped++;
+        if (rc == ZK_EBACKPRESSURE && c->app) zk__app_close_slow((zk__member *)c->app);
     }
     return rc;
 }

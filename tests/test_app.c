@@ -2226,6 +2226,47 @@ TEST(queue_delivery_queues_up_to_the_write_limit_then_closes) {
     CHECK_ALL_FREED();
 }
 
+/* An answer that would pass the write limit is lost: the connection is
+   closed 4001, so the client's call fails at once rather than at its
+   timeout with the connection still open. */
+TEST(answer_past_the_write_limit_closes_the_connection) {
+    world *w = world_new();
+    client *c;
+    zk_loopback_opts lo;
+    zk_app_stats st;
+    char big[2048];
+    int queued = 0;
+    memset(&lo, 0, sizeof lo);
+    lo.capacity = 256;
+    w->opts.server.write_high_water = 1024;
+    w->opts.server.write_limit = 4096;
+    world_start(w);
+    c = connect_with(w, "ws://loopback/", NULL, 0, &lo);
+    send_json(w, c, "{\"type\":\"slow\",\"rpcId\":\"s1\"}");
+    CHECK_EQ_INT(w->nkept, 1);
+    if (w->nkept != 1) {
+        world_free(w);
+        return;
+    }
+    zk_loopback_stall(c->conn, 1);
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    while (queued < 100 && zk_conn_send(w->srv[0], big, 1000, 0) >= 0) queued++;
+    CHECK(zk_conn_buffered(w->srv[0]) > 4096 - 1004);
+    zk_write_str(zk_request_writer(w->kept[0]), big);
+    CHECK_EQ_INT(zk_request_ok(w->kept[0]), 0);
+    zk_app_get_stats(w->app, &st);
+    CHECK_EQ_INT(st.dropped, 1);
+    CHECK_EQ_INT(st.slow_closed, 1);
+    zk_loopback_stall(c->conn, 0);
+    pump(w->loop);
+    CHECK_EQ_INT(c->n, queued); /* what was queued, then the close */
+    CHECK(c->conn == NULL);
+    CHECK_EQ_INT(c->close_code, ZK_CLOSE_SLOW_CONSUMER);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 TEST(unauthenticated_connections_receive_no_app_messages) {
     world *w = world_new();
     client *c[2];
@@ -2659,6 +2700,7 @@ int main(void) {
     RUN(volatile_message_reaches_an_idle_connection_whatever_its_size);
     RUN(close_slow_delivery_closes_a_backed_up_connection);
     RUN_JSON(queue_delivery_queues_up_to_the_write_limit_then_closes);
+    RUN_JSON(answer_past_the_write_limit_closes_the_connection);
     RUN(unauthenticated_connections_receive_no_app_messages);
     RUN_JSON(stats_count_exactly);
     RUN(each_allocation_can_fail_in_the_app);
