@@ -9475,6 +9475,11 @@ ZK__PRIVATE void zk__client_ready(zk_client *c) {
         if (m && zk__add_waiter(m, j->done, j->user, NULL, 0) < 0) {
             zk__call_detach(c, m);
             zk__msg_free(m);
+            m = NULL;
+        }
+        if (!m) { /* out of memory: not open without its rooms; the next connection rejoins */
+            zk_conn_abort(c->conn);
+            return;
         }
     }
     if (reconnect) {

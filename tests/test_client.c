@@ -2551,6 +2551,59 @@ TEST(each_allocation_can_fail_in_turn) {
     if (getenv("TEST_VERBOSE")) printf("  %ld allocations failed in turn\n", failures);
 }
 
+static void count_any_result(zk_client *c, const zk_result *r, void *user) {
+    (void)c, (void)r;
+    (*(int *)user)++;
+}
+
+/* Every allocation of a reconnect fails in turn: a client that says it is
+   open again has had its rejoin answered (ok or not), never skipped it
+   silently, which would leave it out of its room unknowingly. */
+TEST(reconnect_never_skips_a_rejoin_silently) {
+    long k, failures = 0;
+    int failed_before = test__failed_checks;
+    for (k = 1; k < 5000; k++) {
+        world *w = world_new();
+        probe p;
+        zk_client_opts o;
+        zk_client *c;
+        int err = 0, results = 0, i;
+        world_start(w);
+        client_opts(w, &p, &o);
+        o.backoff_base_ms = 10;
+        c = zk_client_new(w->loop, &o, &err);
+        CHECK(c != NULL);
+        if (!c) {
+            world_free(w);
+            break;
+        }
+        w->client = c;
+        CHECK_EQ_INT(zk_client_rejoin(c, "join", "\"lobby\"", 7, count_any_result, &results), 0);
+        run_until_open(w, 1000);
+        pump(w->loop);
+        CHECK_EQ_INT(results, 1);
+        results = 0;
+        lib_alloc_calls = 0;
+        lib_fail_at = k;
+        if (w->srv) zk_loopback_drop(w->srv);
+        for (i = 0; i < 100; i++) run_for(w, 10);
+        if (p.state == ZK_CLIENT_OPEN) {
+            if (results < 1) printf("  allocation %ld: open again without its rejoin answered\n", k);
+            CHECK(results >= 1);
+        }
+        client_free(w);
+        world_free(w);
+        lib_fail_at = 0;
+        CHECK_ALL_FREED();
+        if (test__failed_checks != failed_before) break;
+        if (lib_alloc_calls < k) break; /* every allocation has failed once */
+        failures++;
+    }
+    lib_fail_at = 0;
+    CHECK(failures > 10);
+    if (getenv("TEST_VERBOSE")) printf("  %ld allocations failed in turn\n", failures);
+}
+
 /* A MessagePack client, a server that does not select zocket.msgpack: the
    client ends (1008, with its own reason), never speaking the wrong codec. */
 TEST(msgpack_client_refuses_a_server_without_msgpack) {
@@ -2625,6 +2678,7 @@ int main(void) {
     RUN(a_shared_call_keeps_its_own_timeout);
     RUN(free_with_pending_calls_queue_and_cache_leaks_nothing);
     RUN(each_allocation_can_fail_in_turn);
+    RUN(reconnect_never_skips_a_rejoin_silently);
     /* last: a crash here (ASan) would hide the results of the others */
     RUN(callbacks_may_call_close_and_take_listeners_off);
     return test_summary();
