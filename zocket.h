@@ -1030,7 +1030,8 @@ ZK_API int zk_writer_error(const zk_writer *w);
    (__rpc_res or __rpc_err); one without is an event, answered only when it
    fails (__error). {"type":"__ping"} is answered {"type":"__pong"} (with the
    same payload), before authentication and without routing: the heartbeat
-   of browser clients, which cannot send ping frames. zk_router_call invokes
+   of browser clients, which cannot send ping frames (with an rpcId it is a
+   call, answered __rpc_res with the payload). zk_router_call invokes
    a route with no network at all. A client that offers the subprotocol
    zocket.msgpack exchanges the same envelopes as MessagePack maps in binary
    frames (zk_app_opts.codecs); handlers do not see the difference.
@@ -8247,7 +8248,16 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
         return;
     }
     if (r.type.len == 6 && memcmp(r.type.ptr, "__ping", 6) == 0) { /* a browser's heartbeat */
-        zk__app_pong(app, c, r.payload);
+        if (r.rpc_kind == ZK__RPC_NONE) {
+            zk__app_pong(app, c, r.payload);
+        } else { /* a call like any other: its one answer, the payload back */
+            r.writer = app->results;
+            zk_writer_reset(&r.writer);
+            r.writer.codec = m->codec;
+            if (zk_value_type(r.payload)) zk_write_value(&r.writer, r.payload);
+            zk__ok(&r);
+            app->results = r.writer;
+        }
         return;
     }
     r.is_auth = app->opts.require_auth && r.type.len == 6 && memcmp(r.type.ptr, "__auth", 6) == 0;

@@ -1266,7 +1266,16 @@ ZK__PRIVATE void zk__app_message(zk_conn *c, zk_str data, int binary) {
         return;
     }
     if (r.type.len == 6 && memcmp(r.type.ptr, "__ping", 6) == 0) { /* a browser's heartbeat */
-        zk__app_pong(app, c, r.payload);
+        if (r.rpc_kind == ZK__RPC_NONE) {
+            zk__app_pong(app, c, r.payload);
+        } else { /* a call like any other: its one answer, the payload back */
+            r.writer = app->results;
+            zk_writer_reset(&r.writer);
+            r.writer.codec = m->codec;
+            if (zk_value_type(r.payload)) zk_write_value(&r.writer, r.payload);
+            zk__ok(&r);
+            app->results = r.writer;
+        }
         return;
     }
     r.is_auth = app->opts.require_auth && r.type.len == 6 && memcmp(r.type.ptr, "__auth", 6) == 0;

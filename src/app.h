@@ -13,7 +13,8 @@
    (__rpc_res or __rpc_err); one without is an event, answered only when it
    fails (__error). {"type":"__ping"} is answered {"type":"__pong"} (with the
    same payload), before authentication and without routing: the heartbeat
-   of browser clients, which cannot send ping frames. zk_router_call invokes
+   of browser clients, which cannot send ping frames (with an rpcId it is a
+   call, answered __rpc_res with the payload). zk_router_call invokes
    a route with no network at all. A client that offers the subprotocol
    zocket.msgpack exchanges the same envelopes as MessagePack maps in binary
    frames (zk_app_opts.codecs); handlers do not see the difference.

@@ -1381,6 +1381,24 @@ TEST(default_auth_timeout_is_ten_seconds) {
     CHECK_ALL_FREED();
 }
 
+/* A __ping event gets one __pong with its payload; a __ping with an rpcId
+   is a call, and gets the one answer every call gets. */
+TEST(ping_event_gets_a_pong_and_a_ping_call_its_answer) {
+    world *w = world_new();
+    client *c;
+    world_start(w);
+    c = connect_one(w);
+    send_json(w, c, "{\"type\":\"__ping\",\"payload\":{\"t\":1}}");
+    CHECK_TEXT(last_msg(c), "{\"type\":\"__pong\",\"payload\":{\"t\":1}}");
+    send_json(w, c, "{\"type\":\"__ping\",\"rpcId\":\"p\"}");
+    CHECK_TEXT(last_msg(c), "{\"type\":\"__rpc_res\",\"payload\":null,\"rpcId\":\"p\"}");
+    send_json(w, c, "{\"type\":\"__ping\",\"payload\":[1,\"x\"],\"rpcId\":4}");
+    CHECK_TEXT(last_msg(c), "{\"type\":\"__rpc_res\",\"payload\":[1,\"x\"],\"rpcId\":4}");
+    CHECK_EQ_INT(c->n, 3);
+    world_free(w);
+    CHECK_ALL_FREED();
+}
+
 /* ---- kept requests ------------------------------------------------------------ */
 
 TEST(kept_request_answered_later) {
@@ -2464,6 +2482,8 @@ TEST(msgpack_clients_call_and_get_answers_in_msgpack) {
     CHECK(strstr(last_msg(c), "\"code\":\"NOT_FOUND\"") != NULL);
     send_mp(w, c, "{\"type\":\"__ping\",\"payload\":5}");
     CHECK(strcmp(last_msg(c), "MP:{\"type\":\"__pong\",\"payload\":5}") == 0);
+    send_mp(w, c, "{\"type\":\"__ping\",\"payload\":[5],\"rpcId\":9}");
+    CHECK(strcmp(last_msg(c), "MP:{\"type\":\"__rpc_res\",\"payload\":[5],\"rpcId\":9}") == 0);
     /* a text frame, and bytes that are not MessagePack: BAD_REQUEST, in MessagePack */
     CHECK(zk_conn_send(c->conn, "{\"type\":\"echo\"}", 15, 0) >= 0);
     pump(w->loop);
@@ -2672,6 +2692,7 @@ int main(void) {
     RUN_JSON(messages_behind_a_failed_auth_are_not_routed);
     RUN(no_auth_by_the_deadline_closes_unauthorized);
     RUN(default_auth_timeout_is_ten_seconds);
+    RUN_JSON(ping_event_gets_a_pong_and_a_ping_call_its_answer);
     RUN(kept_request_answered_later);
     RUN(kept_request_answered_from_a_worker_thread);
     RUN(kept_request_times_out);

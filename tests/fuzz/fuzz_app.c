@@ -38,9 +38,10 @@
      is empty or parses;
    - the app does not answer a call (an object with a string rpcId of at
      most ZK_RPC_ID_MAX bytes, or an integer rpcId) exactly once with
-     __rpc_res or __rpc_err carrying the same rpcId, or answers an event
-     with anything but at most one __error, or sends a message that is not
-     a JSON object with a string type;
+     __rpc_res or __rpc_err carrying the same rpcId (a __ping too), or
+     answers an event with anything but at most one __error, or a __ping
+     event with anything but one __pong, or sends a message that is not a
+     JSON object with a string type;
    - a kept request's late answer returns anything but 0, ZK_ETIMEDOUT
      (after the clock passed the timeout) or ZK_ECLOSED;
    - the app's connection count is not 1 once the client is connected;
@@ -471,11 +472,13 @@ static void call_parsed(const uint8_t *data, size_t size, int ok) {
 /* ---- part 3: the app ---- */
 
 /* What the input is to the app: 1 a call (with its rpcId written as JSON
-   into id), 0 an event or not a valid message. */
-static int expect_call(const uint8_t *data, size_t size, char *id, size_t cap) {
+   into id), 0 an event or not a valid message. *ping: an event of type
+   __ping (answered with one __pong). */
+static int expect_call(const uint8_t *data, size_t size, char *id, size_t cap, int *ping) {
     zk_doc doc;
     char *buf;
     int call = 0;
+    *ping = 0;
     if (!zk_utf8_valid((const char *)data, size)) return 0;
     buf = (char *)malloc(size ? size : 1);
     CHECK(buf != NULL);
@@ -483,7 +486,10 @@ static int expect_call(const uint8_t *data, size_t size, char *id, size_t cap) {
     zk_doc_init(&doc);
     if (zk_json_parse(&doc, buf, size) == ZK_OK && zk_value_type(zk_doc_root(&doc)) == ZK_TYPE_OBJECT) {
         zk_value v = zk_value_get(zk_doc_root(&doc), "rpcId");
+        zk_value ty = zk_value_get(zk_doc_root(&doc), "type");
         int t = zk_value_type(v);
+        *ping = t == ZK_TYPE_NONE && zk_value_type(ty) == ZK_TYPE_STRING && zk_value_len(ty) == 6 &&
+                memcmp(zk_value_str(ty).ptr, "__ping", 6) == 0;
         if ((t == ZK_TYPE_STRING && zk_value_len(v) <= ZK_RPC_ID_MAX) || t == ZK_TYPE_INT) {
             zk_writer w;
             zk_writer_init(&w, id, cap);
@@ -499,7 +505,8 @@ static int expect_call(const uint8_t *data, size_t size, char *id, size_t cap) {
 }
 
 /* Checks one message from the server; returns 1 for an answer to a call
-   (its rpcId as JSON in id), 2 for an __error, 0 for anything else. */
+   (its rpcId as JSON in id), 2 for an __error, 3 for a __pong, 0 for
+   anything else (news). */
 static int classify(const char *m, char *id, size_t cap) {
     size_t n = strlen(m);
     char *buf = (char *)malloc(n + 1);
@@ -532,6 +539,9 @@ static int classify(const char *m, char *id, size_t cap) {
         CHECK(zk_value_len(zk_value_get(e, "message")) > 0);
         CHECK(zk_value_type(zk_value_get(root, "rpcId")) == ZK_TYPE_NONE);
         kind = 2;
+    } else if (ts.len == 6 && memcmp(ts.ptr, "__pong", 6) == 0) {
+        CHECK(zk_value_type(zk_value_get(root, "rpcId")) == ZK_TYPE_NONE);
+        kind = 3;
     } else {
         CHECK(ts.len == 4 && memcmp(ts.ptr, "news", 4) == 0);
     }
@@ -541,7 +551,7 @@ static int classify(const char *m, char *id, size_t cap) {
 
 static void app_message(const uint8_t *data, size_t size, int ok, int late) {
     char want[ZK_RPC_ID_MAX * 6 + 8], id[ZK_RPC_ID_MAX * 6 + 8];
-    int call = expect_call(data, size, want, sizeof want), answers = 0, errors = 0, rc;
+    int ping, call = expect_call(data, size, want, sizeof want, &ping), answers = 0, errors = 0, pongs = 0, rc;
     size_t i;
     if (!client) connect_client();
     got_clear();
@@ -558,14 +568,17 @@ static void app_message(const uint8_t *data, size_t size, int ok, int late) {
             answers++;
         } else if (kind == 2) {
             errors++;
+        } else if (kind == 3) {
+            pongs++;
         }
     }
+    CHECK(pongs == ping);
     if (call) {
         CHECK(answers == 1);
         CHECK(errors == 0);
     } else {
         CHECK(answers == 0);
-        CHECK(errors <= 1);
+        CHECK(errors <= 1 - ping);
     }
     if (client_closed) client = NULL; /* an __auth failure: a new client next time */
 }
@@ -573,7 +586,7 @@ static void app_message(const uint8_t *data, size_t size, int ok, int late) {
 /* 4: the same through a MessagePack client. */
 static void app_message_mp(const uint8_t *data, size_t size, int ok, int late) {
     char want[ZK_RPC_ID_MAX * 6 + 8], id[ZK_RPC_ID_MAX * 6 + 8];
-    int call = expect_call(data, size, want, sizeof want), answers = 0, errors = 0, pass;
+    int ping, call = expect_call(data, size, want, sizeof want, &ping), answers = 0, errors = 0, pongs, pass;
     size_t i;
     for (pass = 0; pass < 2; pass++) {
         zk_str out = {NULL, 0};
@@ -597,7 +610,7 @@ static void app_message_mp(const uint8_t *data, size_t size, int ok, int late) {
         if (out.ptr) {
             if (!mpclient) connect_mpclient();
             got_clear();
-            answers = errors = 0;
+            answers = errors = pongs = 0;
             CHECK(zk_conn_send(mpclient, out.ptr, out.len, 1) >= 0);
             pump();
             answer_kept(ok, late);
@@ -612,16 +625,19 @@ static void app_message_mp(const uint8_t *data, size_t size, int ok, int late) {
                     answers++;
                 } else if (kind == 2) {
                     errors++;
+                } else if (kind == 3) {
+                    pongs++;
                 }
             }
+            if (pass == 0) CHECK(pongs == ping);
             if (pass == 0 && call) {
                 CHECK(answers == 1);
                 CHECK(errors == 0);
             } else if (pass == 0) {
                 CHECK(answers == 0);
-                CHECK(errors <= 1);
+                CHECK(errors <= 1 - ping);
             } else {
-                CHECK(answers + errors <= 1);
+                CHECK(answers + errors + pongs <= 1);
             }
             if (mpclient_closed) mpclient = NULL;
         }
