@@ -508,6 +508,7 @@ def app_corpus():
     # found by fuzz_app: a __ping event is answered with a __pong
     a["ping_event"] = b'{"type":"__ping","payl/MMMMMMMMMMMMMMMMMd":"n1"}'
     a["ping_call"] = b'{"type":"__ping","payload":[1,"x"],"rpcId":"p1"}'
+    a["ping_null_id"] = b'{"type":"__ping","payload&":[1,"x"],"rpcId":null}'
     a["bad_truncated"] = b'{"type":"echo",'
     a["bad_no_type"] = b'{"rpcId":"x","payload":1}'
     a["bad_type_not_string"] = b'{"type":5,"rpcId":9}'

@@ -473,7 +473,7 @@ static void call_parsed(const uint8_t *data, size_t size, int ok) {
 
 /* What the input is to the app: 1 a call (with its rpcId written as JSON
    into id), 0 an event or not a valid message. *ping: an event of type
-   __ping (answered with one __pong). */
+   __ping, answered with one __pong (an rpcId of null makes an event). */
 static int expect_call(const uint8_t *data, size_t size, char *id, size_t cap, int *ping) {
     zk_doc doc;
     char *buf;
@@ -488,7 +488,8 @@ static int expect_call(const uint8_t *data, size_t size, char *id, size_t cap, i
         zk_value v = zk_value_get(zk_doc_root(&doc), "rpcId");
         zk_value ty = zk_value_get(zk_doc_root(&doc), "type");
         int t = zk_value_type(v);
-        *ping = t == ZK_TYPE_NONE && zk_value_type(ty) == ZK_TYPE_STRING && zk_value_len(ty) == 6 &&
+        *ping = (t == ZK_TYPE_NONE || t == ZK_TYPE_NULL) && zk_value_type(ty) == ZK_TYPE_STRING &&
+                zk_value_len(ty) == 6 &&
                 memcmp(zk_value_str(ty).ptr, "__ping", 6) == 0;
         if ((t == ZK_TYPE_STRING && zk_value_len(v) <= ZK_RPC_ID_MAX) || t == ZK_TYPE_INT) {
             zk_writer w;
