@@ -2798,6 +2798,28 @@ TEST(tcp_100_clients_each_echo_100_messages) {
     CHECK_ALL_FREED();
 }
 
+/* A raw client's stream of 32 KiB binary messages, message k filled with
+   the byte k: sends what the socket takes now; returns 1 when it took any. */
+typedef struct raw_sender {
+    unsigned char frame[32768 + 14], payload[32768];
+    size_t flen, off;
+    unsigned sent;
+} raw_sender;
+
+static int raw_send_some(int fd, raw_sender *r) {
+    ssize_t n;
+    if (r->off == r->flen) {
+        memset(r->payload, (int)(r->sent & 0xff), sizeof r->payload);
+        r->flen = client_frame(r->frame, ZK_WS_BINARY, 1, r->payload, sizeof r->payload, 1);
+        r->off = 0;
+    }
+    n = send(fd, r->frame + r->off, r->flen - r->off, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0) return 0;
+    r->off += (size_t)n;
+    if (r->off == r->flen) r->sent++;
+    return 1;
+}
+
 /* Over TCP: a client sends COUNT messages of 32 KiB as fast as the
    server takes them and reads nothing. Once the kernel's buffers are full
    the server stops reading it: its queue stays near the high-water mark
@@ -2806,17 +2828,18 @@ TEST(tcp_100_clients_each_echo_100_messages) {
    When the client reads, every echo arrives, in order. */
 TEST(tcp_server_stops_reading_a_peer_that_does_not_read) {
     enum { COUNT = 400, SIZE = 32768, FRAME = SIZE + 4 };
-    static unsigned char frame[SIZE + 14], payload[SIZE];
+    static raw_sender rs;
     world *w = world_new(0);
     zk_server_opts so = server_opts(w);
     struct sockaddr_in a;
     bytes in;
-    size_t flen = 0, off = 0, head = 0, k;
-    unsigned sent = 0, quiet = 0, bad = 0, held;
+    size_t head = 0, k;
+    unsigned quiet = 0, bad = 0, held;
     int fd, one_buf = 65536, i;
     uint64_t t0;
     side *s;
     memset(&in, 0, sizeof in);
+    memset(&rs, 0, sizeof rs);
     so.write_high_water = 65536;
     so.write_limit = 262144;
     server_new(w, &so);
@@ -2854,24 +2877,13 @@ TEST(tcp_server_stops_reading_a_peer_that_does_not_read) {
     CHECK_EQ_INT(in.len, head); /* nothing after the 101 yet */
     /* send until neither the client nor the server can move */
     t0 = now_ms();
-    while (sent < COUNT && quiet < 50 && now_ms() - t0 < 10000) {
-        ssize_t n;
-        int ran;
-        if (off == flen) {
-            memset(payload, (int)(sent & 0xff), sizeof payload);
-            flen = client_frame(frame, ZK_WS_BINARY, 1, payload, SIZE, 1);
-            off = 0;
-        }
-        n = send(fd, frame + off, flen - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n > 0) {
-            off += (size_t)n;
-            if (off == flen) sent++;
-        }
-        ran = zk_loop_step(w->loop, n > 0 ? 0 : 1);
-        quiet = n <= 0 && ran == 0 ? quiet + 1 : 0;
+    while (rs.sent < COUNT && quiet < 50 && now_ms() - t0 < 10000) {
+        int moved = raw_send_some(fd, &rs);
+        int ran = zk_loop_step(w->loop, moved ? 0 : 1);
+        quiet = !moved && ran == 0 ? quiet + 1 : 0;
     }
-    held = sent;
-    CHECK(sent < COUNT); /* held back */
+    held = rs.sent;
+    CHECK(held < COUNT); /* held back */
     CHECK(s->messages < COUNT);
     CHECK(zk_conn_buffered(s->conn) < 65536 + FRAME);
     CHECK_EQ_INT(s->send_errors, 0);
@@ -2880,19 +2892,7 @@ TEST(tcp_server_stops_reading_a_peer_that_does_not_read) {
     /* now the client reads, and sends the rest */
     t0 = now_ms();
     while (in.len < head + (size_t)COUNT * FRAME && now_ms() - t0 < 20000) {
-        if (sent < COUNT) {
-            ssize_t n;
-            if (off == flen) {
-                memset(payload, (int)(sent & 0xff), sizeof payload);
-                flen = client_frame(frame, ZK_WS_BINARY, 1, payload, SIZE, 1);
-                off = 0;
-            }
-            n = send(fd, frame + off, flen - off, MSG_DONTWAIT | MSG_NOSIGNAL);
-            if (n > 0) {
-                off += (size_t)n;
-                if (off == flen) sent++;
-            }
-        }
+        if (rs.sent < COUNT) raw_send_some(fd, &rs);
         zk_loop_step(w->loop, 0);
         if (raw_tcp_read(fd, &in)) break;
     }
